@@ -483,7 +483,7 @@ int mesh_trusted_parse(const char *text, size_t len, const char *name, mesh_trus
         const char *we = s;
         while (we < e && !isspace((unsigned char)*we))
             we++;
-        bool comment = s < e && *s == '#' && (size_t)(we - s) != MESH_KEY_Z85_LEN;
+        bool comment = s < e && *s == '#'; // no valid Z85 key starts with '#'
         if (s < e && !comment) {
             char key[MESH_KEY_Z85_LEN + 1];
             if ((size_t)(we - s) != MESH_KEY_Z85_LEN) {

@@ -29,9 +29,9 @@
 //
 // A line holds a 40-character Z85 public key, then optionally blanks and a
 // name (up to 63 printable characters, no blanks; text after it must be a
-// '#' comment). A line whose first word starts with '#' and is not exactly 40
-// characters long is a comment (a Z85 key itself may begin with '#'). Blank
-// lines are ignored. A key may appear once. The file may be readable by
+// '#' comment). A line whose first non-blank character is '#' is a comment
+// (no valid key starts with '#': a 5-character Z85 group starting with '#'
+// exceeds 32 bits). Blank lines are ignored. A key may appear once. The file may be readable by
 // anyone (public keys are not secret) but must not be writable by group or
 // others: whoever can write it can let any key in (MESH_EPERM otherwise).
 //
