@@ -15,6 +15,9 @@
 //
 // Cost: open is O(file header) plus one hash insert per key and tensor; the
 // tensor data is not touched (it stays on disk until read through the map).
+// A reader is immutable after open: any number of threads may use it at once.
+// Tensor data of a mapped file is aligned to mesh_gguf_alignment() (the map
+// starts on a page); over a caller's buffer, only as aligned as the buffer.
 #ifndef MESH_GGUF_H
 #define MESH_GGUF_H
 
