@@ -47,14 +47,20 @@ void mesh__cpu_mm_rows(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_
 // y[t*y_stride + i] = dot(w + i*k, x + t*x_stride) for i < nr (<= MR), t < n.
 void mesh__cpu_dot_tile_avx2(const float *w, int nr, int64_t k, const float *x,
                              int64_t x_stride, int n, float *y, int64_t y_stride);
+void mesh__cpu_dot_tile_bf16_avx2(const uint16_t *w, size_t row_stride, int nr, int64_t k,
+                                  const float *x, int64_t x_stride, int n, float *y,
+                                  int64_t y_stride);
 void mesh__cpu_bf16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
 void mesh__cpu_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
 
 // Fills rows[0..cn) with pointers to cached rows [s0, s0+cn) of one sequence.
 typedef void (*mesh_attn_rows_fn)(void *ctx, int s0, int cn, const float **rows);
-void mesh__cpu_attn_head_avx2(const float *qh, float *o, int n_ctx, const float *const *rows_in,
-                              int d_kv, int kv_lora, float scale, const mesh_attn_rows_fn get_rows,
-                              void *rows_ctx);
+#define MESH_ATTN_MAX_GROUP 16 // heads per attention work unit
+// Attention for nh heads of one token (q rows q_head apart, outputs o_head
+// apart); each head's arithmetic is the same whatever nh is.
+void mesh__cpu_attn_heads_avx2(const float *q, int nh, int64_t q_head, float *o, int64_t o_head,
+                               int n_ctx, int d_kv, int kv_lora, float scale,
+                               const mesh_attn_rows_fn get_rows, void *rows_ctx);
 
 int mesh__cpu_matmul(void *ctx, const mesh_bweight_t *w, int m0, int n_mat, mesh_bptr_t x,
                      int64_t x_stride, int64_t x_mat, int n, mesh_bptr_t y, int64_t y_stride,

@@ -9,6 +9,7 @@
 #include "cpu_impl.h"
 #include "quant.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 void mesh__cpu_row_to_f32(uint32_t type, const void *row, float *dst, int64_t k, int simd) {
@@ -62,16 +63,34 @@ void mesh__cpu_mm_rows(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_
     const uint8_t *base = (const uint8_t *)mesh__cpu_ptr(w->data) + (size_t)m * w->nb[2];
     for (int64_t r = r0; r < r1; r += MESH_CPU_MR) {
         int nr = (int)(r1 - r < MESH_CPU_MR ? r1 - r : MESH_CPU_MR);
-        for (int i = 0; i < nr; i++)
-            mesh__cpu_row_to_f32(w->type, base + (size_t)(r + i) * w->nb[1], ws + (int64_t)i * k,
-                                 k, c->simd);
+        const uint8_t *wr = base + (size_t)r * w->nb[1];
 #if defined(MESH_CPU_X86)
-        if (c->simd >= MESH_SIMD_AVX2 && k % 8 == 0) {
-            mesh__cpu_dot_tile_avx2(ws, nr, k, x, x_stride, n, y + r, y_stride);
+        const bool vec = c->simd >= MESH_SIMD_AVX2 && k % 8 == 0;
+        // Few tokens: bf16 rows are used in place (no conversion pass).
+        if (vec && w->type == MESH_QT_BF16 && n <= 2) {
+            mesh__cpu_dot_tile_bf16_avx2((const uint16_t *)wr, w->nb[1] / 2, nr, k, x, x_stride, n,
+                                         y + r, y_stride);
             continue;
         }
+#else
+        const bool vec = false;
 #endif
-        s_dot_tile_scalar(ws, nr, k, x, x_stride, n, y + r, y_stride);
+        const float *wf = ws;
+        if (w->type == MESH_QT_F32 && w->nb[1] == (size_t)k * sizeof(float))
+            wf = (const float *)wr; // f32 rows are contiguous already
+        else
+            for (int i = 0; i < nr; i++)
+                mesh__cpu_row_to_f32(w->type, wr + (size_t)i * w->nb[1], ws + (int64_t)i * k, k,
+                                     c->simd);
+#if defined(MESH_CPU_X86)
+        if (vec) {
+            mesh__cpu_dot_tile_avx2(wf, nr, k, x, x_stride, n, y + r, y_stride);
+            continue;
+        }
+#else
+        (void)vec;
+#endif
+        s_dot_tile_scalar(wf, nr, k, x, x_stride, n, y + r, y_stride);
     }
 }
 
