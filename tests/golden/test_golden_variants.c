@@ -143,10 +143,15 @@ static void s_build(const s_cfg_t *c, s_model_t *m) {
     }
 }
 
+// Knobs for the refusal tests: a wrong architecture, a key or tensor left
+// out, one tensor written with a wrong shape or under another name.
+static const char *s_bad_arch, *s_drop_key, *s_drop_tensor, *s_bad_shape, *s_rename_from,
+    *s_rename_to;
+
 static void s_write(const s_cfg_t *c, const s_model_t *m, const char *path) {
     mesh_gguf_writer_t *w = mesh_gguf_writer_new();
     assert_non_null(w);
-    mesh_gguf_writer_set_str(w, "general.architecture", "deepseek2");
+    mesh_gguf_writer_set_str(w, "general.architecture", s_bad_arch ? s_bad_arch : "deepseek2");
     mesh_gguf_writer_set_str(w, "general.name", c->label);
     mesh_gguf_writer_set_u32(w, "deepseek2.block_count", (uint32_t)c->n_layer);
     mesh_gguf_writer_set_u32(w, "deepseek2.context_length", 512);
@@ -178,15 +183,34 @@ static void s_write(const s_cfg_t *c, const s_model_t *m, const char *path) {
     mesh_gguf_writer_set_bool(w, "deepseek2.expert_weights_norm", c->w_norm);
     if (c->gating)
         mesh_gguf_writer_set_u32(w, "deepseek2.expert_gating_func", (uint32_t)c->gating);
+    if (s_drop_key) { // rewrite the file's keys without it: simplest is a fresh writer
+        mesh_gguf_writer_t *w2 = mesh_gguf_writer_new();
+        mesh_gguf_writer_set_str(w2, "general.architecture", "deepseek2");
+        mesh_gguf_writer_set_u32(w2, "deepseek2.embedding_length", (uint32_t)c->E);
+        mesh_gguf_writer_destroy(&w);
+        w = w2;
+    }
     int64_t idx[S_MAXT];
     for (int i = 0; i < m->n; i++) {
-        idx[i] = mesh_gguf_writer_add_tensor(w, m->t[i].name, m->t[i].type, (uint32_t)m->t[i].nd,
-                                             m->t[i].ne);
+        idx[i] = -1;
+        const char *name = m->t[i].name;
+        if (s_drop_tensor && !strcmp(name, s_drop_tensor))
+            continue;
+        if (s_rename_from && !strcmp(name, s_rename_from))
+            name = s_rename_to;
+        uint64_t ne[3] = {m->t[i].ne[0], m->t[i].ne[1], m->t[i].ne[2]};
+        if (s_bad_shape && !strcmp(name, s_bad_shape)) { // same bytes, other split
+            ne[0] *= 2;
+            ne[1] /= 2;
+        }
+        idx[i] = mesh_gguf_writer_add_tensor(w, name, m->t[i].type, (uint32_t)m->t[i].nd, ne);
         assert_true(idx[i] >= 0);
     }
     assert_int_equal(mesh_gguf_writer_begin(w, path), 0);
     for (int i = 0; i < m->n; i++) {
         const s_tensor_t *t = &m->t[i];
+        if (idx[i] < 0)
+            continue;
         size_t n = (size_t)(t->ne[0] * t->ne[1] * t->ne[2]);
         size_t bytes = mesh_qtype_row_size(t->type, (int64_t)t->ne[0]) * (n / t->ne[0]);
         void *buf = malloc(bytes);
@@ -489,12 +513,53 @@ static void test_old_keys_f16(void **st) {
     s_run_variant(&c, 41);
 }
 
+// Bad files are refused with a one-line reason naming the problem.
+static void s_expect_refusal(const char *want_in_err) {
+    s_cfg_t c = {"bad", 2, 1, 64, 97, 4, 32, 32, 16, 8, 16, 96, 8, 2, 1, 32, 2, true, 1.5f,
+                 true, false, MESH_QT_F32};
+    s_model_t *m = calloc(1, sizeof *m);
+    m->rng = 5;
+    s_build(&c, m);
+    char path[128];
+    snprintf(path, sizeof path, "variant-bad-%d.gguf", (int)getpid());
+    s_write(&c, m, path);
+    char err[256] = "";
+    mesh_model_t *mm = NULL;
+    int rc = mesh_model_load(path, NULL, &mm, err, sizeof err);
+    unlink(path);
+    printf("refused (%s): %s\n", mesh_errname(rc), err);
+    assert_true(rc < 0);
+    assert_null(mm);
+    assert_non_null(strstr(err, want_in_err));
+    assert_null(strchr(err, '\n'));
+    for (int i = 0; i < m->n; i++)
+        free(m->t[i].v);
+    free(m);
+    s_bad_arch = s_drop_key = s_drop_tensor = s_bad_shape = s_rename_from = s_rename_to = NULL;
+}
+
+static void test_refusals(void **st) {
+    (void)st;
+    s_bad_arch = "llama";
+    s_expect_refusal("'llama'");
+    s_drop_key = "deepseek2.block_count";
+    s_expect_refusal("block_count");
+    s_drop_tensor = "blk.1.attn_kv_a_norm.weight";
+    s_expect_refusal("blk.1.attn_kv_a_norm.weight");
+    s_bad_shape = "blk.0.attn_q_b.weight";
+    s_expect_refusal("blk.0.attn_q_b.weight' has shape");
+    s_rename_from = "blk.0.attn_k_b.weight";
+    s_rename_to = "blk.0.attn_kv_b.weight";
+    s_expect_refusal("attn_kv_b");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_base),
         cmocka_unit_test(test_no_qlora_softmax),
         cmocka_unit_test(test_odd_widths_bf16),
         cmocka_unit_test(test_old_keys_f16),
+        cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
