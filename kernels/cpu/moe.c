@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: MIT
+// CPU mixture of experts for one layer over a batch, in one pool run with
+// phases separated by barriers:
+//   1. router logits, gating (sigmoid/softmax), top-k by score + selection
+//      bias, weights (unbiased scores, optionally normalised, scaled);
+//   2. group (token, k) pairs by expert (counting sort, thread 0) and gather
+//      the tokens' rows per expert;
+//   3. gate/up + SwiGLU per expert over its whole group (a gemm), plus the
+//      shared expert over all tokens; work units are row tiles;
+//   4. down projections likewise;
+//   5. per token: shared + sum_k w_k * expert_k in k order.
+// Every token's result is computed by the same operations whatever else is in
+// the batch. Cost: each chosen expert's weights are read once per call.
+#include "cpu_impl.h"
+#include "mesh_err.h"
+#include "quant_dot.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    mesh_cpu_ctx_t *c;
+    const mesh_moe_args_t *a;
+    // scratch views
+    float *logit;    // [n][n_expert]
+    int32_t *sel;    // [n][n_used] expert ids
+    float *wsel;     // [n][n_used]
+    int32_t *cnt;    // [n_expert]
+    int32_t *start;  // [n_expert + 1]
+    int32_t *pair;   // [n*n_used] grouped: index t*n_used+k
+    int32_t *slot;   // [n*n_used] position of pair (t,k) in grouped order
+    float *xg;       // [n*n_used][n_embd] gathered inputs
+    float *hg;       // [n*n_used][n_ff] gate -> silu*up
+    float *ug;       // [n*n_used][n_ff]
+    float *yg;       // [n*n_used][n_embd]
+    float *hs, *us;  // [n][n_ff_sh]
+    float *ys;       // [n][n_embd]
+    // Quantized activations for fused weights (NULL: that weight uses f32 rows).
+    uint8_t *q_gx, *q_ux, *q_dh, *q_gs, *q_us, *q_ds;
+} s_moe_t;
+
+// Row bytes of w's activation format when w takes the fused path, else 0.
+static size_t s_arow(const mesh_bweight_t *w) {
+    return w && mesh__cpu_fused(w) ? mesh_cpu_act_row_size(w->type, w->ne[0]) : 0;
+}
+
+// One matmul over rows [r0, r1) of matrix m, fused when q is set (q holds the
+// rows' quantized activations, row j at q + j * arow).
+static void s_mm(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
+                 const float *x, int64_t x_stride, const uint8_t *q, int n, float *y,
+                 int64_t y_stride, float *ws) {
+    if (q)
+        mesh__cpu_mm_rows_q(w, m, r0, r1, q, n, y, y_stride);
+    else
+        mesh__cpu_mm_rows(c, w, m, r0, r1, x, x_stride, n, y, y_stride, ws);
+}
+
+static size_t s_al(size_t b) {
+    return (b + 63) & ~(size_t)63;
+}
+
+size_t mesh__cpu_moe_scratch_bytes(void *ctx, int n, int n_embd, int n_ff, int n_ff_sh,
+                                   int n_expert, int n_used) {
+    (void)ctx;
+    size_t p = (size_t)n * (size_t)n_used;
+    return s_al(sizeof(float) * (size_t)n * (size_t)n_expert) + s_al(4 * p) * 4 +
+           s_al(4 * ((size_t)n_expert + 1)) * 2 + s_al(4 * p * (size_t)n_embd) * 2 +
+           s_al(4 * p * (size_t)n_ff) * 2 + s_al(4 * (size_t)n * (size_t)(n_ff_sh ? n_ff_sh : 1)) * 2 +
+           s_al(4 * (size_t)n * (size_t)n_embd);
+}
+
+static void s_route(s_moe_t *s, int t) {
+    const mesh_moe_args_t *a = s->a;
+    const int E = a->n_expert, K = a->n_used;
+    float *lg = s->logit + (int64_t)t * E;
+    float sc[1024]; // n_expert <= 1024 checked by the caller
+    if (a->gating == 2) {
+        for (int e = 0; e < E; e++)
+            sc[e] = 1.0f / (1.0f + expf(-lg[e]));
+    } else {
+        float mx = -INFINITY, sum = 0;
+        for (int e = 0; e < E; e++)
+            mx = lg[e] > mx ? lg[e] : mx;
+        for (int e = 0; e < E; e++)
+            sum += (sc[e] = expf(lg[e] - mx));
+        for (int e = 0; e < E; e++)
+            sc[e] /= sum;
+    }
+    const float *bias = a->sel_bias ? mesh__cpu_ptr(a->sel_bias->data) : NULL;
+    int32_t *sel = s->sel + (int64_t)t * K;
+    float *w = s->wsel + (int64_t)t * K;
+    uint8_t used[1024];
+    memset(used, 0, (size_t)E);
+    float wsum = 0;
+    for (int k = 0; k < K; k++) { // K passes: K is small (4-8)
+        int best = -1;
+        float bv = -INFINITY;
+        for (int e = 0; e < E; e++) {
+            float v = bias ? sc[e] + bias[e] : sc[e];
+            if (!used[e] && (best < 0 || v > bv)) {
+                best = e;
+                bv = v;
+            }
+        }
+        used[best] = 1;
+        sel[k] = best;
+        w[k] = sc[best];
+        wsum += sc[best];
+    }
+    for (int k = 0; k < K; k++) {
+        if (a->norm_w)
+            w[k] /= wsum;
+        w[k] *= a->w_scale;
+    }
+}
+
+static inline float s_silu(float x) {
+    return x / (1.0f + expf(-x));
+}
+
+static void s_moe_task(void *pp, int ith, int nth) {
+    s_moe_t *s = pp;
+    const mesh_moe_args_t *a = s->a;
+    mesh_cpu_ctx_t *c = s->c;
+    const int n = a->n, E = a->n_expert, K = a->n_used, D = a->n_embd, F = a->n_ff;
+    const float *x = mesh__cpu_ptr(a->x);
+    float *ws = c->wscratch[ith];
+
+    // 1. router
+    {
+        int64_t tiles = (E + MESH_CPU_MR - 1) / MESH_CPU_MR;
+        int64_t t0 = tiles * ith / nth, t1 = tiles * (ith + 1) / nth;
+        int64_t r1 = t1 * MESH_CPU_MR < E ? t1 * MESH_CPU_MR : E;
+        if (t0 < t1)
+            mesh__cpu_mm_rows(c, a->router, 0, t0 * MESH_CPU_MR, r1, x, D, n, s->logit, E, ws);
+    }
+    mesh_tp_barrier(c->tp);
+    for (int t = (int)((int64_t)n * ith / nth); t < (int)((int64_t)n * (ith + 1) / nth); t++)
+        s_route(s, t);
+    mesh_tp_barrier(c->tp);
+    // 2. group by expert
+    if (ith == 0) {
+        memset(s->cnt, 0, sizeof(int32_t) * (size_t)E);
+        for (int i = 0; i < n * K; i++)
+            s->cnt[s->sel[i]]++;
+        s->start[0] = 0;
+        for (int e = 0; e < E; e++)
+            s->start[e + 1] = s->start[e] + s->cnt[e];
+        memset(s->cnt, 0, sizeof(int32_t) * (size_t)E);
+        for (int i = 0; i < n * K; i++) {
+            int e = s->sel[i];
+            int p = s->start[e] + s->cnt[e]++;
+            s->pair[p] = i;
+            s->slot[i] = p;
+        }
+    }
+    mesh_tp_barrier(c->tp);
+    for (int p = (int)((int64_t)n * K * ith / nth); p < (int)((int64_t)n * K * (ith + 1) / nth); p++)
+        memcpy(s->xg + (int64_t)p * D, x + (int64_t)(s->pair[p] / K) * D, sizeof(float) * (size_t)D);
+    mesh_tp_barrier(c->tp);
+    const int FS = a->gate_sh ? a->n_ff_sh : 0;
+    if (s->q_gx || s->q_ux || s->q_gs || s->q_us) {
+        // Each input row is quantized once for its weight's activation format.
+        if (s->q_gx)
+            mesh__cpu_quant_rows(a->gate_exps, s->xg, D, n * K, s->q_gx, ith, nth);
+        if (s->q_ux && s->q_ux != s->q_gx)
+            mesh__cpu_quant_rows(a->up_exps, s->xg, D, n * K, s->q_ux, ith, nth);
+        if (s->q_gs)
+            mesh__cpu_quant_rows(a->gate_sh, x, D, n, s->q_gs, ith, nth);
+        if (s->q_us && s->q_us != s->q_gs)
+            mesh__cpu_quant_rows(a->up_sh, x, D, n, s->q_us, ith, nth);
+        mesh_tp_barrier(c->tp);
+    }
+    // 3. gate/up (+ silu) per expert row tile; shared expert as one more "expert"
+    const int64_t ftiles = (F + MESH_CPU_MR - 1) / MESH_CPU_MR;
+    const int64_t stiles = (FS + MESH_CPU_MR - 1) / MESH_CPU_MR;
+    {
+        int64_t units = (int64_t)E * ftiles + stiles;
+        int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
+        for (int64_t u = u0; u < u1; u++) {
+            if (u < (int64_t)E * ftiles) {
+                int e = (int)(u / ftiles);
+                int cnt = s->start[e + 1] - s->start[e];
+                if (!cnt)
+                    continue;
+                int64_t r0 = (u % ftiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < F ? r0 + MESH_CPU_MR : F;
+                const float *xe = s->xg + (int64_t)s->start[e] * D;
+                float *he = s->hg + (int64_t)s->start[e] * F, *ue = s->ug + (int64_t)s->start[e] * F;
+                const size_t ga = s_arow(a->gate_exps), ua = s_arow(a->up_exps);
+                s_mm(c, a->gate_exps, e, r0, r1, xe, D,
+                     s->q_gx ? s->q_gx + (size_t)s->start[e] * ga : NULL, cnt, he, F, ws);
+                s_mm(c, a->up_exps, e, r0, r1, xe, D,
+                     s->q_ux ? s->q_ux + (size_t)s->start[e] * ua : NULL, cnt, ue, F, ws);
+                for (int j = 0; j < cnt; j++)
+                    for (int64_t r = r0; r < r1; r++)
+                        he[(int64_t)j * F + r] = s_silu(he[(int64_t)j * F + r]) * ue[(int64_t)j * F + r];
+            } else {
+                int64_t r0 = (u - (int64_t)E * ftiles) * MESH_CPU_MR;
+                int64_t r1 = r0 + MESH_CPU_MR < FS ? r0 + MESH_CPU_MR : FS;
+                s_mm(c, a->gate_sh, 0, r0, r1, x, D, s->q_gs, n, s->hs, FS, ws);
+                s_mm(c, a->up_sh, 0, r0, r1, x, D, s->q_us, n, s->us, FS, ws);
+                for (int j = 0; j < n; j++)
+                    for (int64_t r = r0; r < r1; r++)
+                        s->hs[(int64_t)j * FS + r] = s_silu(s->hs[(int64_t)j * FS + r]) * s->us[(int64_t)j * FS + r];
+            }
+        }
+    }
+    mesh_tp_barrier(c->tp);
+    if (s->q_dh || s->q_ds) {
+        if (s->q_dh)
+            mesh__cpu_quant_rows(a->down_exps, s->hg, F, n * K, s->q_dh, ith, nth);
+        if (s->q_ds)
+            mesh__cpu_quant_rows(a->down_sh, s->hs, FS, n, s->q_ds, ith, nth);
+        mesh_tp_barrier(c->tp);
+    }
+    // 4. down
+    const int64_t dtiles = (D + MESH_CPU_MR - 1) / MESH_CPU_MR;
+    {
+        int64_t units = (int64_t)E * dtiles + (FS ? dtiles : 0);
+        int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
+        for (int64_t u = u0; u < u1; u++) {
+            int64_t r0 = (u % dtiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < D ? r0 + MESH_CPU_MR : D;
+            if (u < (int64_t)E * dtiles) {
+                int e = (int)(u / dtiles);
+                int cnt = s->start[e + 1] - s->start[e];
+                if (!cnt)
+                    continue;
+                s_mm(c, a->down_exps, e, r0, r1, s->hg + (int64_t)s->start[e] * F, F,
+                     s->q_dh ? s->q_dh + (size_t)s->start[e] * s_arow(a->down_exps) : NULL, cnt,
+                     s->yg + (int64_t)s->start[e] * D, D, ws);
+            } else {
+                s_mm(c, a->down_sh, 0, r0, r1, s->hs, FS, s->q_ds, n, s->ys, D, ws);
+            }
+        }
+    }
+    mesh_tp_barrier(c->tp);
+    // 5. combine
+    float *out = mesh__cpu_ptr(a->out);
+    for (int t = (int)((int64_t)n * ith / nth); t < (int)((int64_t)n * (ith + 1) / nth); t++) {
+        float *o = out + (int64_t)t * D;
+        if (FS)
+            memcpy(o, s->ys + (int64_t)t * D, sizeof(float) * (size_t)D);
+        else
+            memset(o, 0, sizeof(float) * (size_t)D);
+        for (int k = 0; k < K; k++) {
+            const float *ye = s->yg + (int64_t)s->slot[t * K + k] * D;
+            float w = s->wsel[t * K + k];
+            for (int i = 0; i < D; i++)
+                o[i] += w * ye[i];
+        }
+    }
+}
+
+int mesh__cpu_moe(void *ctx, const mesh_moe_args_t *a) {
+    mesh_cpu_ctx_t *c = ctx;
+    if (a->n_expert > 1024 || a->n_used > a->n_expert || a->n_used < 1)
+        return MESH_EUNSUPPORTED;
+    const size_t n = (size_t)a->n, p = n * (size_t)a->n_used;
+    uint8_t *b = mesh__cpu_ptr(a->scratch);
+    s_moe_t s = {.c = c, .a = a};
+#define S_TAKE(field, type, count)                                                                \
+    do {                                                                                          \
+        s.field = (type *)b;                                                                      \
+        b += s_al(sizeof(type) * (count));                                                        \
+    } while (0)
+    S_TAKE(logit, float, n * (size_t)a->n_expert);
+    S_TAKE(sel, int32_t, p);
+    S_TAKE(wsel, float, p);
+    S_TAKE(pair, int32_t, p);
+    S_TAKE(slot, int32_t, p);
+    S_TAKE(cnt, int32_t, (size_t)a->n_expert + 1);
+    S_TAKE(start, int32_t, (size_t)a->n_expert + 1);
+    S_TAKE(xg, float, p * (size_t)a->n_embd);
+    S_TAKE(yg, float, p * (size_t)a->n_embd);
+    S_TAKE(hg, float, p * (size_t)a->n_ff);
+    S_TAKE(ug, float, p * (size_t)a->n_ff);
+    S_TAKE(hs, float, n * (size_t)(a->n_ff_sh ? a->n_ff_sh : 1));
+    S_TAKE(us, float, n * (size_t)(a->n_ff_sh ? a->n_ff_sh : 1));
+    S_TAKE(ys, float, n * (size_t)a->n_embd);
+#undef S_TAKE
+    // Quantized activation buffers (ctx->act, grown once to the largest batch).
+    const mesh_bweight_t *sh_g = a->gate_sh, *sh_u = a->gate_sh ? a->up_sh : NULL,
+                         *sh_d = a->gate_sh ? a->down_sh : NULL;
+    size_t sz[6] = {s_arow(a->gate_exps) * p, s_arow(a->up_exps) * p, s_arow(a->down_exps) * p,
+                    s_arow(sh_g) * n, s_arow(sh_u) * n, s_arow(sh_d) * n};
+    // gate and up share one buffer when their activation formats agree
+    bool share_x = sz[0] && mesh_cpu_act_type(a->gate_exps->type) == mesh_cpu_act_type(a->up_exps->type);
+    bool share_s = sz[3] && sz[4] && mesh_cpu_act_type(sh_g->type) == mesh_cpu_act_type(sh_u->type);
+    size_t tot = 0, off[6];
+    for (int i = 0; i < 6; i++) {
+        off[i] = tot;
+        if (!((i == 1 && share_x) || (i == 4 && share_s)))
+            tot += (sz[i] + 63) & ~(size_t)63;
+    }
+    int rc = mesh__cpu_act_reserve(c, tot);
+    if (rc)
+        return rc;
+    uint8_t **qs[6] = {&s.q_gx, &s.q_ux, &s.q_dh, &s.q_gs, &s.q_us, &s.q_ds};
+    for (int i = 0; i < 6; i++)
+        *qs[i] = sz[i] ? c->act + off[i] : NULL;
+    if (share_x)
+        s.q_ux = s.q_gx;
+    if (share_s)
+        s.q_us = s.q_gs;
+    mesh_tp_run(c->tp, s_moe_task, &s);
+    return 0;
+}
