@@ -911,11 +911,11 @@ static int s_bpe(const mesh_tok_t *t, s_scratch_t *s, const uint8_t *b, size_t n
     return 0;
 }
 
-// Pre-tokenizes and BPE-encodes text without special tokens.
-static int s_encode_text(const mesh_tok_t *t, s_scratch_t *s, const char *text, size_t len,
-                         s_ids_t *out) {
-    if (len == 0)
-        return 0;
+// Splits text[0..len) (len > 0) into pieces with the pre-tokenizer; on
+// return *pieces holds np pairs [begin, end) of code point indexes and
+// s->off maps them to byte offsets.
+static int s_pretok(s_pre_t pre, s_scratch_t *s, const char *text, size_t len,
+                    const size_t **pieces, size_t *np_out) {
     int rc = s_scratch_cps(s, len);
     if (rc < 0)
         return rc;
@@ -930,7 +930,7 @@ static int s_encode_text(const mesh_tok_t *t, s_scratch_t *s, const char *text, 
 
     s_match_fn stages[3];
     size_t n_stages = 0;
-    switch (t->pre) {
+    switch (pre) {
     case S_PRE_LLAMA3: stages[n_stages++] = s_match_llama3; break;
     case S_PRE_QWEN2: stages[n_stages++] = s_match_qwen2; break;
     case S_PRE_GPT2: stages[n_stages++] = s_match_gpt2; break;
@@ -940,7 +940,8 @@ static int s_encode_text(const mesh_tok_t *t, s_scratch_t *s, const char *text, 
         stages[n_stages++] = s_match_ds3;
         break;
     }
-    // Pieces are [pa[2k], pa[2k+1]) in code point indexes.
+    // Pieces are [pa[2k], pa[2k+1]) in code point indexes; each split works
+    // inside the pieces of the one before, keeping unmatched gaps as pieces.
     size_t *pa = s->pa, *pb = s->pb, np = 1;
     pa[0] = 0, pa[1] = n;
     for (size_t st = 0; st < n_stages; st++) {
@@ -965,9 +966,25 @@ static int s_encode_text(const mesh_tok_t *t, s_scratch_t *s, const char *text, 
         size_t *tmp = pa;
         pa = pb, pb = tmp, np = nq;
     }
+    *pieces = pa;
+    *np_out = np;
+    return 0;
+}
+
+// Pre-tokenizes and BPE-encodes text without special tokens.
+static int s_encode_text(const mesh_tok_t *t, s_scratch_t *s, const char *text, size_t len,
+                         s_ids_t *out) {
+    if (len == 0)
+        return 0;
+    const size_t *pa;
+    size_t np;
+    int rc = s_pretok(t->pre, s, text, len, &pa, &np);
+    if (rc < 0)
+        return rc;
+    const uint8_t *u = (const uint8_t *)text;
     for (size_t k = 0; k < np; k++) {
         size_t bo = s->off[pa[2 * k]], be = s->off[pa[2 * k + 1]];
-        if (be - bo == 1) {
+        if (be - bo == 1) { // one byte: no merge can apply
             int32_t id = t->byte_id[u[bo]] >= 0 ? t->byte_id[u[bo]] : t->unk;
             if (id >= 0 && (rc = s_push(out, id)) < 0)
                 return rc;
@@ -977,6 +994,32 @@ static int s_encode_text(const mesh_tok_t *t, s_scratch_t *s, const char *text, 
             return rc;
     }
     return 0;
+}
+
+int mesh_tok_pre_split(const char *pre, const char *text, size_t len, size_t *ends,
+                       size_t cap, size_t *n_out) {
+    *n_out = 0;
+    int p = -1;
+    for (size_t i = 0; i < sizeof s_pre_names / sizeof s_pre_names[0]; i++)
+        if (pre && !strcmp(pre, s_pre_names[i].name))
+            p = (int)s_pre_names[i].pre;
+    if (p < 0)
+        return MESH_EUNSUPPORTED;
+    if (len == 0)
+        return 0;
+    s_scratch_t s = {0};
+    const size_t *pa;
+    size_t np;
+    int rc = s_pretok((s_pre_t)p, &s, text, len, &pa, &np);
+    if (rc == 0) {
+        for (size_t k = 0; k < np && k < cap; k++)
+            ends[k] = s.off[pa[2 * k + 1]];
+        *n_out = np;
+        if (np > cap)
+            rc = MESH_ENOSPACE;
+    }
+    s_scratch_free(&s);
+    return rc;
 }
 
 static int s_encode(const mesh_tok_t *t, const char *text, size_t len, bool parse_special,

@@ -117,6 +117,14 @@ int mesh_tok_encode_alloc(const mesh_tok_t *t, const char *text, size_t len,
 int mesh_tok_decode(const mesh_tok_t *t, const int32_t *ids, size_t n, bool skip_special,
                     char *buf, size_t cap, size_t *n_out);
 
+// Pre-tokenizer alone (tests, debugging): splits text[0..len) with the named
+// pre-tokenizer and writes the end byte offset of each piece (pieces are
+// contiguous, the first starts at 0). *n_out gets the number of pieces.
+// Returns 0, MESH_ENOSPACE when cap < *n_out, MESH_EUNSUPPORTED for an
+// unknown name, or MESH_ENOMEM.
+int mesh_tok_pre_split(const char *pre, const char *text, size_t len, size_t *ends,
+                       size_t cap, size_t *n_out);
+
 // ---- streaming decoder ----
 // Push ids one at a time; each push returns only complete, valid UTF-8.
 // Bytes that can never become valid UTF-8 are replaced by U+FFFD (one per
