@@ -772,8 +772,8 @@ typedef struct {
 typedef struct {
     uint32_t *cp;   // [cap] code points of the current span
     uint8_t *fl;    // [cap] their class flags
-    size_t *off;    // [cap + 1] byte offset of each code point
-    size_t *pa, *pb; // [2 * (cap + 1)] piece boundaries (ping-pong between splits)
+    uint32_t *off;  // [cap + 1] byte offset of each code point
+    uint32_t *pa, *pb; // [2 * (cap + 1)] piece boundaries (ping-pong between splits)
     size_t cap;
     int32_t *sym_id, *sym_prev, *sym_next; // [bcap] BPE symbols
     s_heap_ent_t *heap;                    // [3 * bcap]
@@ -795,7 +795,9 @@ static void s_scratch_free(s_scratch_t *s) {
 static int s_scratch_cps(s_scratch_t *s, size_t n) {
     if (n <= s->cap)
         return 0;
-    size_t c = s_pow2_at_least(n);
+    // Exact size (grow only): ~25 bytes of scratch per byte of text, freed
+    // when the encode call returns.
+    size_t c = n < 256 ? 256 : n;
     free(s->cp), free(s->fl), free(s->off), free(s->pa), free(s->pb);
     s->cp = malloc(c * sizeof *s->cp);
     s->fl = malloc(c);
@@ -915,18 +917,18 @@ static int s_bpe(const mesh_tok_t *t, s_scratch_t *s, const uint8_t *b, size_t n
 // return *pieces holds np pairs [begin, end) of code point indexes and
 // s->off maps them to byte offsets.
 static int s_pretok(s_pre_t pre, s_scratch_t *s, const char *text, size_t len,
-                    const size_t **pieces, size_t *np_out) {
+                    const uint32_t **pieces, size_t *np_out) {
     int rc = s_scratch_cps(s, len);
     if (rc < 0)
         return rc;
     const uint8_t *u = (const uint8_t *)text;
     size_t n = 0;
     for (size_t o = 0; o < len; n++) {
-        s->off[n] = o;
+        s->off[n] = (uint32_t)o;
         o += mesh_utf8_next(u + o, len - o, &s->cp[n]);
         s->fl[n] = (uint8_t)mesh_uni_flags(s->cp[n]);
     }
-    s->off[n] = len;
+    s->off[n] = (uint32_t)len;
 
     s_match_fn stages[3];
     size_t n_stages = 0;
@@ -942,8 +944,9 @@ static int s_pretok(s_pre_t pre, s_scratch_t *s, const char *text, size_t len,
     }
     // Pieces are [pa[2k], pa[2k+1]) in code point indexes; each split works
     // inside the pieces of the one before, keeping unmatched gaps as pieces.
-    size_t *pa = s->pa, *pb = s->pb, np = 1;
-    pa[0] = 0, pa[1] = n;
+    uint32_t *pa = s->pa, *pb = s->pb;
+    size_t np = 1;
+    pa[0] = 0, pa[1] = (uint32_t)n;
     for (size_t st = 0; st < n_stages; st++) {
         size_t nq = 0;
         for (size_t k = 0; k < np; k++) {
@@ -955,15 +958,15 @@ static int s_pretok(s_pre_t pre, s_scratch_t *s, const char *text, size_t len,
                     continue;
                 }
                 if (gap < i)
-                    pb[2 * nq] = gap, pb[2 * nq + 1] = i, nq++;
-                pb[2 * nq] = i, pb[2 * nq + 1] = i + m, nq++;
+                    pb[2 * nq] = (uint32_t)gap, pb[2 * nq + 1] = (uint32_t)i, nq++;
+                pb[2 * nq] = (uint32_t)i, pb[2 * nq + 1] = (uint32_t)(i + m), nq++;
                 i += m;
                 gap = i;
             }
             if (gap < e)
-                pb[2 * nq] = gap, pb[2 * nq + 1] = e, nq++;
+                pb[2 * nq] = (uint32_t)gap, pb[2 * nq + 1] = (uint32_t)e, nq++;
         }
-        size_t *tmp = pa;
+        uint32_t *tmp = pa;
         pa = pb, pb = tmp, np = nq;
     }
     *pieces = pa;
@@ -976,7 +979,7 @@ static int s_encode_text(const mesh_tok_t *t, s_scratch_t *s, const char *text, 
                          s_ids_t *out) {
     if (len == 0)
         return 0;
-    const size_t *pa;
+    const uint32_t *pa;
     size_t np;
     int rc = s_pretok(t->pre, s, text, len, &pa, &np);
     if (rc < 0)
@@ -1007,8 +1010,10 @@ int mesh_tok_pre_split(const char *pre, const char *text, size_t len, size_t *en
         return MESH_EUNSUPPORTED;
     if (len == 0)
         return 0;
+    if (len >= UINT32_MAX)
+        return MESH_ERANGE;
     s_scratch_t s = {0};
-    const size_t *pa;
+    const uint32_t *pa;
     size_t np;
     int rc = s_pretok((s_pre_t)p, &s, text, len, &pa, &np);
     if (rc == 0) {
@@ -1026,6 +1031,8 @@ static int s_encode(const mesh_tok_t *t, const char *text, size_t len, bool pars
                     bool add_bos, s_ids_t *out) {
     s_scratch_t s = {0};
     int rc = 0;
+    if (len >= UINT32_MAX) // offsets are 32-bit to halve the scratch memory
+        return MESH_ERANGE;
     if (add_bos && t->bos >= 0 && (rc = s_push(out, t->bos)) < 0)
         return rc;
     size_t seg = 0;

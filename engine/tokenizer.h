@@ -100,7 +100,9 @@ int32_t mesh_tok_find(const mesh_tok_t *t, const char *text, size_t len);
 // Encodes text[0..len) (any bytes). add_bos prepends bos (nothing when the
 // model has none). Writes up to cap ids; *n_out gets the number of ids the
 // text needs. Returns 0, or MESH_ENOSPACE when cap < *n_out (ids then holds
-// the first cap of them), or MESH_ENOMEM.
+// the first cap of them), MESH_ERANGE for text of 4 GiB or more, or
+// MESH_ENOMEM. Scratch memory is about 25 bytes per byte of text, freed
+// before returning.
 int mesh_tok_encode(const mesh_tok_t *t, const char *text, size_t len, bool parse_special,
                     bool add_bos, int32_t *ids, size_t cap, size_t *n_out);
 
