@@ -18,11 +18,13 @@
 // of the earlier one (so "end of text" in a lookahead is the piece's end).
 #include "tokenizer.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mesh_err.h"
+#include "mesh_log.h"
 #include "unicode.h"
 
 typedef enum {
@@ -155,9 +157,15 @@ static const s_merge_slot_t *s_merge_find(const mesh_tok_t *t, int32_t a, int32_
     }
 }
 
-static void s_err(char *err, size_t err_len, const char *fmt, const char *a, long b) {
-    if (err && err_len)
-        snprintf(err, err_len, fmt, a, b);
+static void s_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void s_err(char *err, size_t err_len, const char *fmt, ...) {
+    if (!err || !err_len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
 }
 
 // ---- construction ----
@@ -230,8 +238,8 @@ int mesh_tok_new(const mesh_tok_vocab_t *v, mesh_tok_t **out, char *err, size_t 
         return MESH_EINVAL;
     }
     if (!v->model || strcmp(v->model, "gpt2")) {
-        s_err(err, err_len, "tokenizer: model '%s' is not supported (only 'gpt2', byte-level BPE)%.0ld",
-              v->model ? v->model : "(none)", 0L);
+        s_err(err, err_len, "tokenizer: model '%s' is not supported (only 'gpt2', byte-level BPE)",
+              v->model ? v->model : "(none)");
         return MESH_EUNSUPPORTED;
     }
     const char *pre_name = v->pre ? v->pre : "default";
@@ -287,7 +295,7 @@ int mesh_tok_new(const mesh_tok_vocab_t *v, mesh_tok_t **out, char *err, size_t 
         int ty = v->token_types ? v->token_types[i] : MESH_TOK_TYPE_NORMAL;
         if (ty < 0 || ty >= MESH_TOK_TYPE_COUNT) {
             rc = MESH_EFORMAT;
-            s_err(err, err_len, "tokenizer: token type %s of token %ld is not 0..6", "", (long)i);
+            s_err(err, err_len, "tokenizer: type of token %ld is not 0..6", (long)i);
             goto err;
         }
         t->type[i] = (uint8_t)ty;
@@ -460,18 +468,25 @@ mesh_tok_type_t mesh_tok_token_type(const mesh_tok_t *t, int32_t id) {
 }
 
 // ---- from GGUF ----
-static int s_gguf_id(const mesh_gguf_t *g, const char *key, int32_t *out, char *err,
-                     size_t err_len) {
-    uint32_t v;
-    int rc = mesh_gguf_get_u32(g, key, &v);
+// Reads a special token id. Absent, negative or outside the vocabulary
+// (some files in the wild carry such ids) means "none", with a warning for
+// the last case, as other loaders do; a value of another type is an error.
+static int s_gguf_id(const mesh_gguf_t *g, const char *key, uint64_t n_vocab, int32_t *out,
+                     char *err, size_t err_len) {
+    int64_t v;
+    int rc = mesh_gguf_get_i64(g, key, &v);
     *out = -1;
     if (rc == MESH_ENOENT)
         return 0;
-    if (rc < 0 || v > INT32_MAX) {
-        s_err(err, err_len, "tokenizer: key '%s' is not a token id%.0ld", key, 0L);
+    if (rc < 0) {
+        s_err(err, err_len, "tokenizer: key '%s' is not an integer token id", key);
         return MESH_EFORMAT;
     }
-    *out = (int32_t)v;
+    if (v >= 0 && (uint64_t)v >= n_vocab)
+        MESH_WARN("tokenizer: %s = %lld is outside the vocabulary (%llu tokens); ignored", key,
+                  (long long)v, (unsigned long long)n_vocab);
+    else if (v >= 0)
+        *out = (int32_t)v;
     return 0;
 }
 
@@ -484,34 +499,34 @@ int mesh_tok_new_from_gguf(const mesh_gguf_t *g, mesh_tok_t **out, char *err,
     int32_t *types = NULL;
     int rc = mesh_gguf_get_str(g, "tokenizer.ggml.model", &v.model, NULL);
     if (rc < 0) {
-        s_err(err, err_len, "tokenizer: the file has no %s%.0ld", "tokenizer.ggml.model string", 0L);
+        s_err(err, err_len, "tokenizer: the file has no %s", "tokenizer.ggml.model string");
         return rc == MESH_ENOENT ? MESH_ENOENT : MESH_EFORMAT;
     }
     if (strcmp(v.model, "gpt2")) {
-        s_err(err, err_len, "tokenizer: model '%s' is not supported (only 'gpt2', byte-level BPE)%.0ld",
-              v.model, 0L);
+        s_err(err, err_len, "tokenizer: model '%s' is not supported (only 'gpt2', byte-level BPE)",
+              v.model);
         return MESH_EUNSUPPORTED;
     }
     rc = mesh_gguf_get_str(g, "tokenizer.ggml.pre", &v.pre, NULL);
     if (rc == MESH_ENOENT)
         v.pre = "default";
     else if (rc < 0) {
-        s_err(err, err_len, "tokenizer: %s is not a string%.0ld", "tokenizer.ggml.pre", 0L);
+        s_err(err, err_len, "tokenizer: %s is not a string", "tokenizer.ggml.pre");
         return MESH_EFORMAT;
     }
     mesh_gguf_type_t et;
     uint64_t n = 0, nm = 0;
     rc = mesh_gguf_get_arr_info(g, "tokenizer.ggml.tokens", &et, &n);
     if (rc < 0 || et != MESH_GGUF_STRING || n == 0 || n > INT32_MAX / 2) {
-        s_err(err, err_len, "tokenizer: %s is missing or not a non-empty string array%.0ld",
-              "tokenizer.ggml.tokens", 0L);
+        s_err(err, err_len, "tokenizer: %s is missing or not a non-empty string array",
+              "tokenizer.ggml.tokens");
         return rc == MESH_ENOENT ? MESH_ENOENT : MESH_EFORMAT;
     }
     rc = mesh_gguf_get_arr_info(g, "tokenizer.ggml.merges", &et, &nm);
     if (rc == MESH_ENOENT) {
         nm = 0;
     } else if (rc < 0 || et != MESH_GGUF_STRING || nm > INT32_MAX) {
-        s_err(err, err_len, "tokenizer: %s is not a string array%.0ld", "tokenizer.ggml.merges", 0L);
+        s_err(err, err_len, "tokenizer: %s is not a string array", "tokenizer.ggml.merges");
         return MESH_EFORMAT;
     }
     rc = MESH_ENOMEM;
@@ -552,18 +567,18 @@ int mesh_tok_new_from_gguf(const mesh_gguf_t *g, mesh_tok_t **out, char *err,
         }
         memcpy(types, data, n * sizeof *types); // little-endian host, as the reader assumes
     }
-    if ((rc = s_gguf_id(g, "tokenizer.ggml.bos_token_id", &v.bos, err, err_len)) < 0 ||
-        (rc = s_gguf_id(g, "tokenizer.ggml.eos_token_id", &v.eos, err, err_len)) < 0 ||
-        (rc = s_gguf_id(g, "tokenizer.ggml.eot_token_id", &v.eot, err, err_len)) < 0 ||
-        (rc = s_gguf_id(g, "tokenizer.ggml.eom_token_id", &v.eom, err, err_len)) < 0 ||
-        (rc = s_gguf_id(g, "tokenizer.ggml.unknown_token_id", &v.unk, err, err_len)) < 0 ||
-        (rc = s_gguf_id(g, "tokenizer.ggml.padding_token_id", &v.pad, err, err_len)) < 0)
+    if ((rc = s_gguf_id(g, "tokenizer.ggml.bos_token_id", n, &v.bos, err, err_len)) < 0 ||
+        (rc = s_gguf_id(g, "tokenizer.ggml.eos_token_id", n, &v.eos, err, err_len)) < 0 ||
+        (rc = s_gguf_id(g, "tokenizer.ggml.eot_token_id", n, &v.eot, err, err_len)) < 0 ||
+        (rc = s_gguf_id(g, "tokenizer.ggml.eom_token_id", n, &v.eom, err, err_len)) < 0 ||
+        (rc = s_gguf_id(g, "tokenizer.ggml.unknown_token_id", n, &v.unk, err, err_len)) < 0 ||
+        (rc = s_gguf_id(g, "tokenizer.ggml.padding_token_id", n, &v.pad, err, err_len)) < 0)
         goto done;
     rc = mesh_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &v.add_bos);
     if (rc == MESH_ENOENT) {
         v.add_bos = false; // gpt2-style vocabularies add no BOS unless told to
     } else if (rc < 0) {
-        s_err(err, err_len, "tokenizer: %s is not a bool%.0ld", "tokenizer.ggml.add_bos_token", 0L);
+        s_err(err, err_len, "tokenizer: %s is not a bool", "tokenizer.ggml.add_bos_token");
         goto done;
     }
     v.tokens = tokens;

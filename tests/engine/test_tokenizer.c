@@ -10,6 +10,9 @@
 
 #include <cmocka.h>
 
+#include <unistd.h>
+
+#include "gguf.h"
 #include "mesh_err.h"
 #include "tok_test_vocab.h"
 #include "tokenizer.h"
@@ -323,6 +326,86 @@ static void test_stream_decoder(void **state) {
     tv_free(&v);
 }
 
+// Writes a GGUF holding only tokenizer keys; variant selects a defect.
+typedef enum { G_OK, G_BAD_PRE, G_MODEL_LLAMA, G_NO_TOKENS, G_SHORT_TYPES, G_BAD_EOS } g_variant_t;
+
+static void s_write_gguf(const char *path, g_variant_t var) {
+    tv_vocab_t v;
+    tv_init(&v);
+    int32_t hi = tv_merge(&v, "h", "i");
+    (void)hi;
+    tv_add(&v, "<|user|>", MESH_TOK_TYPE_CONTROL);
+    mesh_gguf_writer_t *w = mesh_gguf_writer_new();
+    assert_non_null(w);
+    assert_int_equal(mesh_gguf_writer_set_str(w, "general.architecture", "llama"), 0);
+    assert_int_equal(mesh_gguf_writer_set_str(w, "tokenizer.ggml.model",
+                                              var == G_MODEL_LLAMA ? "llama" : "gpt2"), 0);
+    assert_int_equal(mesh_gguf_writer_set_str(w, "tokenizer.ggml.pre",
+                                              var == G_BAD_PRE ? "martian" : "glm4"), 0);
+    if (var != G_NO_TOKENS)
+        assert_int_equal(mesh_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens",
+                                                      (const char *const *)v.tok, v.n), 0);
+    assert_int_equal(mesh_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", MESH_GGUF_INT32,
+                                              v.type, var == G_SHORT_TYPES ? v.n - 1 : v.n), 0);
+    assert_int_equal(mesh_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges",
+                                                  (const char *const *)v.merge, v.n_merges), 0);
+    assert_int_equal(mesh_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id",
+                                              var == G_BAD_EOS ? 100000u : (uint32_t)v.n - 1), 0);
+    assert_int_equal(mesh_gguf_writer_begin(w, path), 0);
+    assert_int_equal(mesh_gguf_writer_finish(w), 0);
+    mesh_gguf_writer_destroy(&w);
+    tv_free(&v);
+}
+
+static void test_from_gguf(void **state) {
+    (void)state;
+    char path[] = "mesh_tok_test_XXXXXX.gguf"; // in the working dir (the build tree under ctest)
+    int fd = mkstemps(path, 5);
+    assert_true(fd >= 0);
+    close(fd);
+    static const struct {
+        g_variant_t var;
+        int rc;
+        const char *msg;
+    } cases[] = {
+        {G_OK, 0, NULL},
+        {G_BAD_PRE, MESH_EUNSUPPORTED, "'martian'"},
+        {G_MODEL_LLAMA, MESH_EUNSUPPORTED, "'llama'"},
+        {G_NO_TOKENS, MESH_ENOENT, "tokenizer.ggml.tokens"},
+        {G_SHORT_TYPES, MESH_EFORMAT, "tokenizer.ggml.token_type"},
+        {G_BAD_EOS, 0, NULL}, // an id outside the vocabulary is ignored with a warning
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        s_write_gguf(path, cases[i].var);
+        mesh_gguf_t *g = NULL;
+        char err[256] = "";
+        assert_int_equal(mesh_gguf_open(path, &g, err, sizeof err), 0);
+        mesh_tok_t *t = NULL;
+        int rc = mesh_tok_new_from_gguf(g, &t, err, sizeof err);
+        mesh_gguf_close(&g);
+        if (rc != cases[i].rc)
+            print_error("case %zu: rc %d (%s)\n", i, rc, err);
+        assert_int_equal(rc, cases[i].rc);
+        if (cases[i].msg)
+            assert_non_null(strstr(err, cases[i].msg));
+        if (rc == 0) {
+            int32_t ids[8];
+            size_t n;
+            assert_int_equal(mesh_tok_encode(t, "hi<|user|>", 10, true, false, ids, 8, &n), 0);
+            assert_int_equal(n, 2);
+            assert_int_equal(ids[1], (int32_t)mesh_tok_n_vocab(t) - 1);
+            assert_string_equal(mesh_tok_token_text(t, ids[0], NULL), "hi");
+            assert_int_equal(mesh_tok_eos(t), cases[i].var == G_BAD_EOS ? -1 : ids[1]);
+            assert_int_equal(mesh_tok_bos(t), -1);
+            assert_false(mesh_tok_add_bos_default(t));
+            mesh_tok_destroy(&t);
+        } else {
+            assert_null(t);
+        }
+    }
+    unlink(path);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unicode_classes),
@@ -332,6 +415,7 @@ int main(void) {
         cmocka_unit_test(test_bpe_merge_order),
         cmocka_unit_test(test_special_tokens),
         cmocka_unit_test(test_stream_decoder),
+        cmocka_unit_test(test_from_gguf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
