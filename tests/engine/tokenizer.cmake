@@ -9,3 +9,7 @@ mesh_add_test(NAME test_tokenizer_robust
               SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_tokenizer_robust.c
               LIBS meshengine LABELS unit TIMEOUT 120)
 target_include_directories(test_tokenizer_robust PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+mesh_add_test(NAME test_tokenizer_cli
+              SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_tokenizer_cli.c
+              LIBS meshengine LABELS integration TIMEOUT 60)
+add_dependencies(test_tokenizer_cli meshrun)
