@@ -123,6 +123,14 @@ static void test_pre_split(void **state) {
     assert_int_equal(mesh_tok_pre_split("glm4", "a b c", 5, ends, 1, &n), MESH_ENOSPACE);
     assert_int_equal(n, 3);
     assert_int_equal(mesh_tok_pre_split("nope", "a", 1, ends, 1, &n), MESH_EUNSUPPORTED);
+    // Every name the error message advertises is accepted.
+    char names[512];
+    snprintf(names, sizeof names, "%s", mesh_tok_supported_pre());
+    int n_names = 0;
+    for (char *save = NULL, *nm = strtok_r(names, ", ", &save); nm;
+         nm = strtok_r(NULL, ", ", &save), n_names++)
+        assert_int_equal(mesh_tok_pre_split(nm, "a b", 3, ends, 1, &n), MESH_ENOSPACE);
+    assert_true(n_names >= 8);
 }
 
 static void test_unknown_pre_and_model(void **state) {
