@@ -660,10 +660,8 @@ static size_t s_match_llama3_impl(const uint32_t *cp, const uint8_t *fl, size_t 
         return s_run(fl, n, i, MESH_UNI_L) - i;
     if (!(f & MESH_UNI_N) && !s_is_nl(cp[i]) && i + 1 < n && (fl[i + 1] & MESH_UNI_L))
         return s_run(fl, n, i + 1, MESH_UNI_L) - i;
-    if (f & MESH_UNI_N) {
-        size_t e = s_run(fl, n, i, MESH_UNI_N) - i;
-        return e < max_digits ? e : max_digits;
-    }
+    if (f & MESH_UNI_N) // at most max_digits: scanning the whole run would be O(n^2)
+        return s_run(fl, i + max_digits < n ? i + max_digits : n, i, MESH_UNI_N) - i;
     size_t j = (cp[i] == ' ' && i + 1 < n && s_is_other(fl[i + 1])) ? i + 1 : i;
     if (s_is_other(fl[j])) {
         while (j < n && s_is_other(fl[j]))
@@ -703,10 +701,7 @@ static size_t s_match_gpt2(const uint32_t *cp, const uint8_t *fl, size_t n, size
 
 static size_t s_match_digits3(const uint32_t *cp, const uint8_t *fl, size_t n, size_t i) {
     (void)cp;
-    if (!(fl[i] & MESH_UNI_N))
-        return 0;
-    size_t e = s_run(fl, n, i, MESH_UNI_N) - i;
-    return e < 3 ? e : 3;
+    return s_run(fl, i + 3 < n ? i + 3 : n, i, MESH_UNI_N) - i;
 }
 
 static inline bool s_is_cjk_kana(uint32_t c) {
