@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: MIT
 // Golden: every chat_template_cases[i] of glm-tiny/text.golden.json renders
 // byte for byte with the model's own tokenizer.chat_template (read from the
-// GGUF at test time). On a mismatch it prints the first differing offset
+// GGUF at test time through the engine's reader). On a mismatch it prints the first differing offset
 // with context on both sides.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #include "chat_template.h"
-#include "golden/gguf_template_reader.h"
+#include "gguf.h"
 #include "json.h"
 
 static char *s_path(const char *rel) {
@@ -63,16 +66,20 @@ static void test_golden_chat_template(void **state) {
     char *gold = s_path("glm-tiny/text.golden.json");
     assert_non_null(gguf);
     assert_non_null(gold);
-    char *src = test_gguf_read_str(gguf, "tokenizer.chat_template");
-    if (!src)
-        fprintf(stderr, "cannot read tokenizer.chat_template from %s\n", gguf);
+    char err[256];
+    mesh_gguf_t *model = NULL;
+    if (mesh_gguf_open(gguf, &model, err, sizeof err))
+        fprintf(stderr, "cannot open %s: %s\n", gguf, err);
+    assert_non_null(model);
+    const char *src = NULL;
+    if (mesh_gguf_get_str(model, "tokenizer.chat_template", &src, NULL))
+        fprintf(stderr, "no tokenizer.chat_template in %s\n", gguf);
     assert_non_null(src);
     size_t glen = 0;
     char *gtext = s_slurp(gold, &glen);
     if (!gtext)
         fprintf(stderr, "cannot read %s\n", gold);
     assert_non_null(gtext);
-    char err[256];
     mesh_json_t *g = NULL;
     assert_int_equal(mesh_json_parse(gtext, glen, &g, err, sizeof err), 0);
     mesh_tmpl_t *t = mesh_tmpl_new(src, err, sizeof err);
@@ -115,7 +122,7 @@ static void test_golden_chat_template(void **state) {
     assert_null(t);
     mesh_json_destroy(&g);
     free(gtext);
-    free(src);
+    mesh_gguf_close(&model);
     free(gguf);
     free(gold);
 }
