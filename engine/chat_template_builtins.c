@@ -1003,6 +1003,7 @@ int mesh_tmpl__method(rs_t *rs, int line, val_t obj, str_t name, val_t *args, si
                     val_t pair = mesh_tmpl__mklist(rs, 2);
                     if (pair.kind != TV_LIST)
                         return s_oom(rs, line);
+                    pair.u.l->tuple = true;
                     pair.u.l->v[0] = s_str(d->k[i]);
                     pair.u.l->v[1] = d->v[i];
                     out->u.l->v[i] = pair;

@@ -262,13 +262,13 @@ void mesh_tmpl__to_str(rs_t *rs, buf_t *b, val_t v, bool repr) {
             mesh_tmpl__buf_put(rs, b, v.u.s.p, v.u.s.n);
         return;
     case TV_LIST:
-        s_puts(rs, b, "[");
+        s_puts(rs, b, v.u.l->tuple ? "(" : "[");
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i)
                 s_puts(rs, b, ", ");
             mesh_tmpl__to_str(rs, b, v.u.l->v[i], true);
         }
-        s_puts(rs, b, "]");
+        s_puts(rs, b, v.u.l->tuple ? (v.u.l->n == 1 ? ",)" : ")") : "]");
         return;
     case TV_DICT:
         if (v.u.d->is_ns) {
@@ -320,7 +320,7 @@ size_t mesh_tmpl__cp_offset(str_t s, size_t idx) {
 }
 
 int mesh_tmpl__iter_list(rs_t *rs, int line, val_t v, mesh_tmpl__list_t **out) {
-    static mesh_tmpl__list_t empty = {NULL, 0};
+    static mesh_tmpl__list_t empty = {NULL, 0, false};
     switch (v.kind) {
     case TV_UNDEF: *out = &empty; return 0;
     case TV_LIST: *out = v.u.l; return 0;
@@ -1053,6 +1053,7 @@ static int s_eval(rs_t *rs, frame_t *f, const node_t *n, val_t *out) {
         *out = mesh_tmpl__mklist(rs, n->n_args);
         if (out->kind != TV_LIST)
             return s_oom(rs, n->line);
+        out->u.l->tuple = n->op == 1;
         for (size_t i = 0; i < n->n_args; i++)
             if (s_eval(rs, f, n->args[i], &out->u.l->v[i]))
                 return rs->rc;

@@ -66,6 +66,7 @@ typedef struct {
 struct mesh_tmpl__list {
     mesh_tmpl__val_t *v; // [n]
     size_t n;
+    bool tuple; // Python tuple (items() pairs, (a, b) literals): only repr differs
 };
 
 struct mesh_tmpl__dict {
@@ -102,7 +103,7 @@ typedef enum {
     E_AND,      // a and b
     E_OR,       // a or b
     E_COND,     // b if a else c (c may be NULL: undefined)
-    E_LIST,     // args
+    E_LIST,     // args; op = 1 for a tuple literal
     E_DICT,     // kwnames = keys (string literals), kwargs = values
 } mesh_tmpl__nkind_t;
 

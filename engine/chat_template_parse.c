@@ -597,7 +597,10 @@ static mesh_tmpl__node_t *s_primary(s_ps_t *ps) {
         if (s_is_op(t, "(")) {
             // Parenthesised expression or tuple (tuples become lists).
             if (s_accept_op(ps, ")")) {
-                return s_node(ps, E_LIST, t->line);
+                n = s_node(ps, E_LIST, t->line);
+                if (n)
+                    n->op = 1;
+                return n;
             }
             mesh_tmpl__node_t *e = s_expr(ps);
             if (!e)
@@ -629,6 +632,7 @@ static mesh_tmpl__node_t *s_primary(s_ps_t *ps) {
                 return NULL;
             }
             n->args = s_nvec_finish(ps, &items, &n->n_args);
+            n->op = 1;
             return n;
         }
         if (s_is_op(t, "[")) {
