@@ -10,6 +10,7 @@
 
 #include "mesh_err.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,8 +101,10 @@ static void s_reverse(char *a, size_t n) {
     }
 }
 
-int mesh_stop_feed(mesh_stop_t *m, const char *piece, size_t piece_len, const char **text,
-                   size_t *len) {
+// Appends a piece, looks for a completed stop string, and releases what can
+// no longer start one (everything when `final`).
+static int s_feed(mesh_stop_t *m, const char *piece, size_t piece_len, bool final,
+                  const char **text, size_t *len) {
     *text = "";
     *len = 0;
     if (m->matched >= 0)
@@ -143,7 +146,7 @@ int mesh_stop_feed(mesh_stop_t *m, const char *piece, size_t piece_len, const ch
         return 1;
     }
 
-    size_t keep = s_partial_tail(m, m->buf, total);
+    size_t keep = final ? 0 : s_partial_tail(m, m->buf, total);
     // Never split a UTF-8 sequence between released and held text: move the
     // cut back over continuation bytes (only matters for stop strings that
     // are not themselves valid UTF-8 at their start).
@@ -176,12 +179,12 @@ int mesh_stop_feed(mesh_stop_t *m, const char *piece, size_t piece_len, const ch
     return 0;
 }
 
-void mesh_stop_flush(mesh_stop_t *m, const char **text, size_t *len) {
-    *text = "";
-    *len = 0;
-    if (m->matched >= 0 || !m->held)
-        return;
-    *text = m->buf;
-    *len = m->held;
-    m->held = 0;
+int mesh_stop_feed(mesh_stop_t *m, const char *piece, size_t piece_len, const char **text,
+                   size_t *len) {
+    return s_feed(m, piece, piece_len, false, text, len);
+}
+
+int mesh_stop_flush(mesh_stop_t *m, const char *piece, size_t piece_len, const char **text,
+                    size_t *len) {
+    return s_feed(m, piece, piece_len, true, text, len);
 }

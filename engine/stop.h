@@ -40,9 +40,13 @@ void mesh_stop_destroy(mesh_stop_t **m_p);
 int mesh_stop_feed(mesh_stop_t *m, const char *piece, size_t piece_len, const char **text,
                    size_t *len);
 
-// At the end of generation for another reason (length, end token, cancel):
-// releases whatever is held back. After a stop, releases nothing.
-void mesh_stop_flush(mesh_stop_t *m, const char **text, size_t *len);
+// At the end of generation for another reason (length, end token): takes
+// the last piece (may be empty, e.g. what a text stream flushes), and
+// releases it together with everything held back, in order, except what a
+// stop string in it cuts off. Same returns as mesh_stop_feed(). After a
+// stop, releases nothing.
+int mesh_stop_flush(mesh_stop_t *m, const char *piece, size_t piece_len, const char **text,
+                    size_t *len);
 
 // Whether a stop string has completed; which one (index into the list given
 // to mesh_stop_new), or -1.

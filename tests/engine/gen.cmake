@@ -4,3 +4,5 @@ mesh_add_test(NAME test_sampler SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_sampler.c
               LIBS meshengine LABELS unit TIMEOUT 60)
 mesh_add_test(NAME test_stop SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_stop.c
               LIBS meshengine LABELS unit TIMEOUT 60)
+mesh_add_test(NAME test_scheduler SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_scheduler.c
+              LIBS meshengine LABELS unit TIMEOUT 60)

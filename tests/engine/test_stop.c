@@ -51,7 +51,7 @@ static void s_run(const char *const *stops, int n, const char *text, const size_
     if (!r->stopped) {
         const char *t;
         size_t len;
-        mesh_stop_flush(m, &t, &len);
+        assert_int_equal(mesh_stop_flush(m, NULL, 0, &t, &len), 0);
         memcpy(r->out + r->len, t, len);
         r->len += len;
         assert_int_equal(mesh_stop_matched(m), -1);
@@ -112,9 +112,17 @@ static void test_holds_back_then_releases(void **state) {
     assert_memory_equal(t, "abx", 3);
     assert_int_equal(mesh_stop_feed(m, "ab", 2, &t, &len), 0);
     assert_int_equal(len, 0);
-    mesh_stop_flush(m, &t, &len); // end of generation: held text comes out
+    assert_int_equal(mesh_stop_flush(m, NULL, 0, &t, &len), 0); // end of generation: held text comes out
     assert_int_equal(len, 2);
     assert_memory_equal(t, "ab", 2);
+    // A last piece given to flush is checked and released after the held text.
+    assert_int_equal(mesh_stop_feed(m, "xab", 3, &t, &len), 0);
+    assert_int_equal(mesh_stop_flush(m, "d", 1, &t, &len), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(t, "abd", 3);
+    assert_int_equal(mesh_stop_feed(m, "xab", 3, &t, &len), 0);
+    assert_int_equal(mesh_stop_flush(m, "cd", 2, &t, &len), 1);
+    assert_int_equal(len, 0);
     mesh_stop_destroy(&m);
 }
 
