@@ -174,7 +174,7 @@ static int s_feed(mesh_stop_t *m, const char *piece, size_t piece_len, bool fina
         m->out_off = keep;
     }
     m->held = keep;
-    *text = m->buf + m->out_off;
+    *text = cut ? m->buf + m->out_off : "";
     *len = cut;
     return 0;
 }
