@@ -645,19 +645,23 @@ static int s_parse(mesh_gguf_t *g, char *err, size_t err_len) {
         return rc;
     // Each tensor entry takes at least 32 bytes (name length, n_dims, one
     // dim, type, offset) and each key at least 13 (name length, type, one byte).
-    if (nt > s_left(&ps) / 32)
-        return s_too_many(&ps, nt, "tensor count");
     if (nkv > s_left(&ps) / 13)
         return s_too_many(&ps, nkv, "key count");
-    g->n_tensors = (int64_t)nt;
     g->n_kv = (int64_t)nkv;
     g->kv = calloc(nkv ? nkv : 1, sizeof *g->kv);
-    g->tensors = calloc(nt ? nt : 1, sizeof *g->tensors);
-    if (!g->kv || !g->tensors)
+    if (!g->kv)
         return MESH_ENOMEM;
-    if ((rc = s_htab_init(&g->kv_tab, nkv)) || (rc = s_htab_init(&g->t_tab, nt)))
+    if ((rc = s_htab_init(&g->kv_tab, nkv)) || (rc = s_parse_kv(&ps)))
         return rc;
-    if ((rc = s_parse_kv(&ps)) || (rc = s_parse_tensors(&ps)))
+    // The tensor count is checked against what is left after the metadata.
+    snprintf(ps.where, sizeof ps.where, "tensor table");
+    if (nt > s_left(&ps) / 32)
+        return s_too_many(&ps, nt, "tensor count");
+    g->n_tensors = (int64_t)nt;
+    g->tensors = calloc(nt ? nt : 1, sizeof *g->tensors);
+    if (!g->tensors)
+        return MESH_ENOMEM;
+    if ((rc = s_htab_init(&g->t_tab, nt)) || (rc = s_parse_tensors(&ps)))
         return rc;
 
     // The data section starts at the next multiple of the alignment.
