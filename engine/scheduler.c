@@ -10,9 +10,12 @@
 // a step allocates nothing.
 #include "scheduler.h"
 
+#include "engine.h"
+#include "kv_cache.h"
 #include "mesh_err.h"
 #include "mesh_log.h"
 #include "stop.h"
+#include "tokenizer.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -61,6 +64,8 @@ struct mesh_sched {
     mesh_sched_tok_t *batch; // (step_tokens)
     int32_t *row_slot;       // (step_tokens) slot of each logits row
     float *logits;           // (max_active * n_vocab)
+    void *owned_ctx; // adapter context freed at destroy (engine schedulers)
+    void (*owned_free)(void *ctx);
     // Counters (under the mutex).
     uint64_t steps, prompt_tokens, gen_tokens;
     double busy_s;
@@ -204,6 +209,8 @@ void mesh_sched_destroy(mesh_sched_t **s_p) {
             s_finish(s, &s->slots[i], MESH_SCHED_FINISH_CANCEL, 0);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    if (s->owned_free)
+        s->owned_free(s->owned_ctx);
     free(s->slots);
     free(s->batch);
     free(s->row_slot);
@@ -250,11 +257,6 @@ int mesh_sched_submit(mesh_sched_t *s, const mesh_sched_request_t *r, uint64_t *
     if (mesh_sampler_params_check(&r->sampling, s->m.n_vocab, why, sizeof why))
         S_REFUSE(MESH_EINVAL, "%s", why);
     uint64_t need = (uint64_t)r->n_prompt + (uint64_t)r->max_tokens;
-    if (need > (uint64_t)s->m.n_ctx)
-        S_REFUSE(MESH_ERANGE,
-                 "sched: request needs %llu positions (prompt %d + max_tokens %d); the context "
-                 "length is %d",
-                 (unsigned long long)need, (int)r->n_prompt, (int)r->max_tokens, (int)s->m.n_ctx);
     uint32_t reserve = s_blocks_tokens(s, need);
     if (reserve > s->m.kv_capacity_tokens) {
         pthread_mutex_lock(&s->mu);
@@ -269,6 +271,12 @@ int mesh_sched_submit(mesh_sched_t *s, const mesh_sched_request_t *r, uint64_t *
                  (unsigned long long)s->m.kv_capacity_tokens * bpt, free_t,
                  (unsigned long long)free_t * bpt);
     }
+
+    if (need > (uint64_t)s->m.n_ctx)
+        S_REFUSE(MESH_ERANGE,
+                 "sched: request needs %llu positions (prompt %d + max_tokens %d); the context "
+                 "length is %d",
+                 (unsigned long long)need, (int)r->n_prompt, (int)r->max_tokens, (int)s->m.n_ctx);
 
     // Per-request objects, made here so steps never allocate.
     tmp.prompt = malloc((size_t)r->n_prompt * sizeof *tmp.prompt);
@@ -561,4 +569,119 @@ int mesh_sched_step(mesh_sched_t *s) {
     s->busy_s += dt;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+// ---- the engine adapter -------------------------------------------------
+
+typedef struct {
+    mesh_model_t *model;
+    mesh_kv_t *kv;
+    const mesh_tok_t *tok;
+    mesh_batch_tok_t *batch; // (cap) engine-typed copy of the step's batch
+    int32_t cap;
+} s_engine_t;
+
+static int s_eng_seq_new(void *ctx, int32_t *seq) {
+    s_engine_t *e = ctx;
+    return mesh_kv_seq_new(e->kv, seq);
+}
+
+static void s_eng_seq_free(void *ctx, int32_t seq) {
+    s_engine_t *e = ctx;
+    mesh_kv_seq_free(e->kv, seq);
+}
+
+static int s_eng_forward(void *ctx, int32_t n, const mesh_sched_tok_t *t, float *logits) {
+    s_engine_t *e = ctx;
+    if (n > e->cap)
+        return MESH_EINVAL;
+    for (int32_t i = 0; i < n; i++)
+        e->batch[i] = (mesh_batch_tok_t){.token = t[i].token, .seq = t[i].seq, .pos = t[i].pos,
+                                         .logits = t[i].logits};
+    mesh_batch_t b = {.n = n, .tok = e->batch};
+    return mesh_model_forward(e->model, e->kv, &b, logits);
+}
+
+static void *s_eng_stream_new(void *ctx) {
+    s_engine_t *e = ctx;
+    return mesh_tok_stream_new(e->tok, false);
+}
+
+static void s_eng_stream_destroy(void *st) {
+    mesh_tok_stream_t *t = st;
+    mesh_tok_stream_destroy(&t);
+}
+
+static int s_eng_stream_push(void *st, int32_t token, const char **text, size_t *len) {
+    return mesh_tok_stream_push(st, token, text, len);
+}
+
+static int s_eng_stream_flush(void *st, const char **text, size_t *len) {
+    return mesh_tok_stream_flush(st, text, len);
+}
+
+static bool s_eng_is_eog(void *ctx, int32_t token) {
+    s_engine_t *e = ctx;
+    return mesh_tok_is_end_of_generation(e->tok, token);
+}
+
+static void s_eng_free(void *ctx) {
+    s_engine_t *e = ctx;
+    free(e->batch);
+    free(e);
+}
+
+int mesh_sched_new_engine(mesh_model_t *model, const mesh_tok_t *tok,
+                          const mesh_sched_params_t *params, mesh_sched_t **out) {
+    *out = NULL;
+    if (!model)
+        return MESH_EINVAL;
+    mesh_model_info_t info;
+    mesh_model_info(model, &info);
+    s_engine_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return MESH_ENOMEM;
+    e->model = model;
+    e->kv = mesh_model_kv(model);
+    e->tok = tok;
+    mesh_sched_model_t m = {
+        .ctx = e,
+        .n_vocab = (int32_t)info.n_vocab,
+        .kv_capacity_tokens = mesh_kv_capacity_tokens(e->kv),
+        .kv_block_tokens = mesh_kv_block_tokens(e->kv),
+        .kv_bytes_per_token = mesh_kv_bytes_per_token(e->kv),
+        .max_seqs = e->kv->max_seqs,
+        .seq_new = s_eng_seq_new,
+        .seq_free = s_eng_seq_free,
+        .forward = s_eng_forward,
+    };
+    // Positions one sequence may hold: the trained context, and no more
+    // than its block table can map.
+    uint64_t n_ctx = info.n_ctx_train ? info.n_ctx_train : INT32_MAX;
+    uint64_t table = (uint64_t)e->kv->max_blocks_per_seq * m.kv_block_tokens;
+    if (table && table < n_ctx)
+        n_ctx = table;
+    m.n_ctx = n_ctx > INT32_MAX ? INT32_MAX : (int32_t)n_ctx;
+    if (tok) {
+        m.stream_new = s_eng_stream_new;
+        m.stream_destroy = s_eng_stream_destroy;
+        m.stream_push = s_eng_stream_push;
+        m.stream_flush = s_eng_stream_flush;
+        m.is_eog = s_eng_is_eog;
+    }
+    int rc = mesh_sched_new(&m, params, out);
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    e->cap = (*out)->p.step_tokens;
+    e->batch = malloc((size_t)e->cap * sizeof *e->batch);
+    if (!e->batch) {
+        mesh_sched_destroy(out);
+        free(e);
+        return MESH_ENOMEM;
+    }
+    (*out)->owned_ctx = e;
+    (*out)->owned_free = s_eng_free;
+    return 0;
 }

@@ -28,8 +28,8 @@
 // cancel; it must not call step or destroy.
 //
 // The model is reached through mesh_sched_model_t (a small table of function
-// pointers), so the scheduler is tested with a fake model and driven by the
-// real engine through mesh_sched_model_from_engine() (scheduler_engine.c).
+// pointers), so the scheduler is tested with a fake model; mesh_sched_new_engine()
+// drives a loaded engine model (engine.h) and its tokenizer.
 #ifndef MESH_SCHEDULER_H
 #define MESH_SCHEDULER_H
 
@@ -158,6 +158,17 @@ typedef struct mesh_sched mesh_sched_t;
 // MESH_EINVAL / MESH_ENOMEM. Caller destroys *out with mesh_sched_destroy().
 int mesh_sched_new(const mesh_sched_model_t *model, const mesh_sched_params_t *params,
                    mesh_sched_t **out);
+
+typedef struct mesh_model mesh_model_t; // engine.h
+typedef struct mesh_tok mesh_tok_t;     // tokenizer.h
+
+// Creates a scheduler over a loaded engine model: its KV cache (capacity,
+// block size, bytes per token, sequences) and mesh_model_forward(). tok (may
+// be NULL: then no text, no stop strings, no end tokens) gives the text
+// stream and the end-of-generation ids. Both must outlive the scheduler,
+// which must be the only user of the model's KV cache. Caller destroys *out.
+int mesh_sched_new_engine(mesh_model_t *model, const mesh_tok_t *tok,
+                          const mesh_sched_params_t *params, mesh_sched_t **out);
 
 // Ends every request (DONE with CANCEL, on the calling thread), frees the
 // model's sequences and everything else, sets *s_p to NULL. Call only when

@@ -20,7 +20,7 @@
 #include "mesh_err.h"
 #include "scheduler.h"
 
-enum { V = 40, MAXSEQ = 8, BLOCK = 4, CAP = 256, NCTX = 512, EOG = 39 };
+enum { V = 40, MAXSEQ = 8, BLOCK = 4, CAP = 256, NCTX = 200, EOG = 39 };
 static const char s_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789.,;!";
 
 typedef struct {
@@ -388,9 +388,9 @@ static void test_kv_refusal_and_queue(void **state) {
     assert_int_equal(id, 0);
     assert_non_null(strstr(msg, "needs 300 tokens x 1000 B = 300000 B"));
     assert_non_null(strstr(msg, "holds 256 tokens"));
-    s_req(&r, prompt, 400, 200, &a);
+    s_req(&r, prompt, 150, 100, &a);
     assert_int_equal(mesh_sched_submit(s, &r, &id, msg, sizeof msg), MESH_ERANGE);
-    assert_non_null(strstr(msg, "context length is 512"));
+    assert_non_null(strstr(msg, "context length is 200"));
     s_req(&r, prompt, 10, 0, &a);
     assert_int_equal(mesh_sched_submit(s, &r, &id, msg, sizeof msg), MESH_EINVAL);
     prompt[5] = V;
