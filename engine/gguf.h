@@ -40,6 +40,9 @@ typedef enum {
 
 typedef struct mesh_gguf mesh_gguf_t;
 
+// "uint32", "string", "array", ...; "?" for a number outside the enum. Static.
+const char *mesh_gguf_type_name(mesh_gguf_type_t t);
+
 typedef struct {
     const char *name;               // NUL-terminated copy owned by the reader
     uint32_t type;                  // mesh_qtype_t id (engine/quant.h)
@@ -86,6 +89,8 @@ int mesh_gguf_get_u32(const mesh_gguf_t *g, const char *key, uint32_t *out);
 int mesh_gguf_get_u64(const mesh_gguf_t *g, const char *key, uint64_t *out);
 int mesh_gguf_get_i64(const mesh_gguf_t *g, const char *key, int64_t *out);
 int mesh_gguf_get_f32(const mesh_gguf_t *g, const char *key, float *out);
+// Same as get_f32 at full precision (f32 or f64 values).
+int mesh_gguf_get_f64(const mesh_gguf_t *g, const char *key, double *out);
 int mesh_gguf_get_bool(const mesh_gguf_t *g, const char *key, bool *out);
 int mesh_gguf_get_str(const mesh_gguf_t *g, const char *key, const char **out,
                       size_t *len_out);

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: MIT
+// CPU mixture of experts for one layer over a batch, in one pool run with
+// phases separated by barriers:
+//   1. router logits, gating (sigmoid/softmax), top-k by score + selection
+//      bias, weights (unbiased scores, optionally normalised, scaled);
+//   2. group (token, k) pairs by expert (counting sort, thread 0) and gather
+//      the tokens' rows per expert;
+//   3. gate/up + SwiGLU per expert over its whole group (a gemm), plus the
+//      shared expert over all tokens; work units are row tiles;
+//   4. down projections likewise;
+//   5. per token: shared + sum_k w_k * expert_k in k order.
+// Every token's result is computed by the same operations whatever else is in
+// the batch. Cost: each chosen expert's weights are read once per call.
+#include "cpu_impl.h"
+#include "mesh_err.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    mesh_cpu_ctx_t *c;
+    const mesh_moe_args_t *a;
+    // scratch views
+    float *logit;    // [n][n_expert]
+    int32_t *sel;    // [n][n_used] expert ids
+    float *wsel;     // [n][n_used]
+    int32_t *cnt;    // [n_expert]
+    int32_t *start;  // [n_expert + 1]
+    int32_t *pair;   // [n*n_used] grouped: index t*n_used+k
+    int32_t *slot;   // [n*n_used] position of pair (t,k) in grouped order
+    float *xg;       // [n*n_used][n_embd] gathered inputs
+    float *hg;       // [n*n_used][n_ff] gate -> silu*up
+    float *ug;       // [n*n_used][n_ff]
+    float *yg;       // [n*n_used][n_embd]
+    float *hs, *us;  // [n][n_ff_sh]
+    float *ys;       // [n][n_embd]
+} s_moe_t;
+
+static size_t s_al(size_t b) {
+    return (b + 63) & ~(size_t)63;
+}
+
+size_t mesh__cpu_moe_scratch_bytes(void *ctx, int n, int n_embd, int n_ff, int n_ff_sh,
+                                   int n_expert, int n_used) {
+    (void)ctx;
+    size_t p = (size_t)n * (size_t)n_used;
+    return s_al(sizeof(float) * (size_t)n * (size_t)n_expert) + s_al(4 * p) * 4 +
+           s_al(4 * ((size_t)n_expert + 1)) * 2 + s_al(4 * p * (size_t)n_embd) * 2 +
+           s_al(4 * p * (size_t)n_ff) * 2 + s_al(4 * (size_t)n * (size_t)(n_ff_sh ? n_ff_sh : 1)) * 2 +
+           s_al(4 * (size_t)n * (size_t)n_embd);
+}
+
+static void s_route(s_moe_t *s, int t) {
+    const mesh_moe_args_t *a = s->a;
+    const int E = a->n_expert, K = a->n_used;
+    float *lg = s->logit + (int64_t)t * E;
+    float sc[1024]; // n_expert <= 1024 checked by the caller
+    if (a->gating == 2) {
+        for (int e = 0; e < E; e++)
+            sc[e] = 1.0f / (1.0f + expf(-lg[e]));
+    } else {
+        float mx = -INFINITY, sum = 0;
+        for (int e = 0; e < E; e++)
+            mx = lg[e] > mx ? lg[e] : mx;
+        for (int e = 0; e < E; e++)
+            sum += (sc[e] = expf(lg[e] - mx));
+        for (int e = 0; e < E; e++)
+            sc[e] /= sum;
+    }
+    const float *bias = a->sel_bias ? mesh__cpu_ptr(a->sel_bias->data) : NULL;
+    int32_t *sel = s->sel + (int64_t)t * K;
+    float *w = s->wsel + (int64_t)t * K;
+    uint8_t used[1024];
+    memset(used, 0, (size_t)E);
+    float wsum = 0;
+    for (int k = 0; k < K; k++) { // K passes: K is small (4-8)
+        int best = -1;
+        float bv = -INFINITY;
+        for (int e = 0; e < E; e++) {
+            float v = bias ? sc[e] + bias[e] : sc[e];
+            if (!used[e] && (best < 0 || v > bv)) {
+                best = e;
+                bv = v;
+            }
+        }
+        used[best] = 1;
+        sel[k] = best;
+        w[k] = sc[best];
+        wsum += sc[best];
+    }
+    for (int k = 0; k < K; k++) {
+        if (a->norm_w)
+            w[k] /= wsum;
+        w[k] *= a->w_scale;
+    }
+}
+
+static inline float s_silu(float x) {
+    return x / (1.0f + expf(-x));
+}
+
+static void s_moe_task(void *pp, int ith, int nth) {
+    s_moe_t *s = pp;
+    const mesh_moe_args_t *a = s->a;
+    mesh_cpu_ctx_t *c = s->c;
+    const int n = a->n, E = a->n_expert, K = a->n_used, D = a->n_embd, F = a->n_ff;
+    const float *x = mesh__cpu_ptr(a->x);
+    float *ws = c->wscratch[ith];
+
+    // 1. router
+    {
+        int64_t tiles = (E + MESH_CPU_MR - 1) / MESH_CPU_MR;
+        int64_t t0 = tiles * ith / nth, t1 = tiles * (ith + 1) / nth;
+        int64_t r1 = t1 * MESH_CPU_MR < E ? t1 * MESH_CPU_MR : E;
+        if (t0 < t1)
+            mesh__cpu_mm_rows(c, a->router, 0, t0 * MESH_CPU_MR, r1, x, D, n, s->logit, E, ws);
+    }
+    mesh_tp_barrier(c->tp);
+    for (int t = (int)((int64_t)n * ith / nth); t < (int)((int64_t)n * (ith + 1) / nth); t++)
+        s_route(s, t);
+    mesh_tp_barrier(c->tp);
+    // 2. group by expert
+    if (ith == 0) {
+        memset(s->cnt, 0, sizeof(int32_t) * (size_t)E);
+        for (int i = 0; i < n * K; i++)
+            s->cnt[s->sel[i]]++;
+        s->start[0] = 0;
+        for (int e = 0; e < E; e++)
+            s->start[e + 1] = s->start[e] + s->cnt[e];
+        memset(s->cnt, 0, sizeof(int32_t) * (size_t)E);
+        for (int i = 0; i < n * K; i++) {
+            int e = s->sel[i];
+            int p = s->start[e] + s->cnt[e]++;
+            s->pair[p] = i;
+            s->slot[i] = p;
+        }
+    }
+    mesh_tp_barrier(c->tp);
+    for (int p = (int)((int64_t)n * K * ith / nth); p < (int)((int64_t)n * K * (ith + 1) / nth); p++)
+        memcpy(s->xg + (int64_t)p * D, x + (int64_t)(s->pair[p] / K) * D, sizeof(float) * (size_t)D);
+    mesh_tp_barrier(c->tp);
+    // 3. gate/up (+ silu) per expert row tile; shared expert as one more "expert"
+    const int64_t ftiles = (F + MESH_CPU_MR - 1) / MESH_CPU_MR;
+    const int FS = a->gate_sh ? a->n_ff_sh : 0;
+    const int64_t stiles = (FS + MESH_CPU_MR - 1) / MESH_CPU_MR;
+    {
+        int64_t units = (int64_t)E * ftiles + stiles;
+        int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
+        for (int64_t u = u0; u < u1; u++) {
+            if (u < (int64_t)E * ftiles) {
+                int e = (int)(u / ftiles);
+                int cnt = s->start[e + 1] - s->start[e];
+                if (!cnt)
+                    continue;
+                int64_t r0 = (u % ftiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < F ? r0 + MESH_CPU_MR : F;
+                const float *xe = s->xg + (int64_t)s->start[e] * D;
+                float *he = s->hg + (int64_t)s->start[e] * F, *ue = s->ug + (int64_t)s->start[e] * F;
+                mesh__cpu_mm_rows(c, a->gate_exps, e, r0, r1, xe, D, cnt, he, F, ws);
+                mesh__cpu_mm_rows(c, a->up_exps, e, r0, r1, xe, D, cnt, ue, F, ws);
+                for (int j = 0; j < cnt; j++)
+                    for (int64_t r = r0; r < r1; r++)
+                        he[(int64_t)j * F + r] = s_silu(he[(int64_t)j * F + r]) * ue[(int64_t)j * F + r];
+            } else {
+                int64_t r0 = (u - (int64_t)E * ftiles) * MESH_CPU_MR;
+                int64_t r1 = r0 + MESH_CPU_MR < FS ? r0 + MESH_CPU_MR : FS;
+                mesh__cpu_mm_rows(c, a->gate_sh, 0, r0, r1, x, D, n, s->hs, FS, ws);
+                mesh__cpu_mm_rows(c, a->up_sh, 0, r0, r1, x, D, n, s->us, FS, ws);
+                for (int j = 0; j < n; j++)
+                    for (int64_t r = r0; r < r1; r++)
+                        s->hs[(int64_t)j * FS + r] = s_silu(s->hs[(int64_t)j * FS + r]) * s->us[(int64_t)j * FS + r];
+            }
+        }
+    }
+    mesh_tp_barrier(c->tp);
+    // 4. down
+    const int64_t dtiles = (D + MESH_CPU_MR - 1) / MESH_CPU_MR;
+    {
+        int64_t units = (int64_t)E * dtiles + (FS ? dtiles : 0);
+        int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
+        for (int64_t u = u0; u < u1; u++) {
+            int64_t r0 = (u % dtiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < D ? r0 + MESH_CPU_MR : D;
+            if (u < (int64_t)E * dtiles) {
+                int e = (int)(u / dtiles);
+                int cnt = s->start[e + 1] - s->start[e];
+                if (!cnt)
+                    continue;
+                mesh__cpu_mm_rows(c, a->down_exps, e, r0, r1, s->hg + (int64_t)s->start[e] * F, F,
+                                  cnt, s->yg + (int64_t)s->start[e] * D, D, ws);
+            } else {
+                mesh__cpu_mm_rows(c, a->down_sh, 0, r0, r1, s->hs, FS, n, s->ys, D, ws);
+            }
+        }
+    }
+    mesh_tp_barrier(c->tp);
+    // 5. combine
+    float *out = mesh__cpu_ptr(a->out);
+    for (int t = (int)((int64_t)n * ith / nth); t < (int)((int64_t)n * (ith + 1) / nth); t++) {
+        float *o = out + (int64_t)t * D;
+        if (FS)
+            memcpy(o, s->ys + (int64_t)t * D, sizeof(float) * (size_t)D);
+        else
+            memset(o, 0, sizeof(float) * (size_t)D);
+        for (int k = 0; k < K; k++) {
+            const float *ye = s->yg + (int64_t)s->slot[t * K + k] * D;
+            float w = s->wsel[t * K + k];
+            for (int i = 0; i < D; i++)
+                o[i] += w * ye[i];
+        }
+    }
+}
+
+int mesh__cpu_moe(void *ctx, const mesh_moe_args_t *a) {
+    mesh_cpu_ctx_t *c = ctx;
+    if (a->n_expert > 1024 || a->n_used > a->n_expert || a->n_used < 1)
+        return MESH_EUNSUPPORTED;
+    const size_t n = (size_t)a->n, p = n * (size_t)a->n_used;
+    uint8_t *b = mesh__cpu_ptr(a->scratch);
+    s_moe_t s = {.c = c, .a = a};
+#define S_TAKE(field, type, count)                                                                \
+    do {                                                                                          \
+        s.field = (type *)b;                                                                      \
+        b += s_al(sizeof(type) * (count));                                                        \
+    } while (0)
+    S_TAKE(logit, float, n * (size_t)a->n_expert);
+    S_TAKE(sel, int32_t, p);
+    S_TAKE(wsel, float, p);
+    S_TAKE(pair, int32_t, p);
+    S_TAKE(slot, int32_t, p);
+    S_TAKE(cnt, int32_t, (size_t)a->n_expert + 1);
+    S_TAKE(start, int32_t, (size_t)a->n_expert + 1);
+    S_TAKE(xg, float, p * (size_t)a->n_embd);
+    S_TAKE(yg, float, p * (size_t)a->n_embd);
+    S_TAKE(hg, float, p * (size_t)a->n_ff);
+    S_TAKE(ug, float, p * (size_t)a->n_ff);
+    S_TAKE(hs, float, n * (size_t)(a->n_ff_sh ? a->n_ff_sh : 1));
+    S_TAKE(us, float, n * (size_t)(a->n_ff_sh ? a->n_ff_sh : 1));
+    S_TAKE(ys, float, n * (size_t)a->n_embd);
+#undef S_TAKE
+    mesh_tp_run(c->tp, s_moe_task, &s);
+    return 0;
+}
