@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "engine.h"
 #include "mesh_err.h"
@@ -308,11 +309,88 @@ static void test_cancel_and_refusal(void **state) {
     assert_int_equal(mesh_kv_free_tokens(kv), free0);
 }
 
+// Runs a shell command, captures stdout (up to cap-1 bytes), returns the
+// exit status or -1.
+static int s_sh(const char *cmd, char *out, size_t cap) {
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = 0;
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// meshrun generate and chat as a user runs them: the CLI reproduces the
+// reference continuation of prompt 1, rejects bad input with exit 2 / 1,
+// and chat works with stdin from a pipe.
+static void test_cli(void **state) {
+    (void)state;
+    const char *bin = getenv("MESH_BIN_DIR"), *td = getenv("MESH_TESTDATA");
+    assert_non_null(bin);
+    assert_non_null(td);
+    static char cmd[8192], out[65536];
+    char ids[4096] = "";
+    for (int k = 0; k < s_prompt[1].n; k++)
+        snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%d ", (int)s_prompt[1].ids[k]);
+    snprintf(cmd, sizeof cmd,
+             "echo '%s' | '%s/meshrun' generate --model '%s/glm-tiny/tiny-glm.bf16.gguf' "
+             "--tokens-file - -n 40 --greedy --ignore-eos --print-ids --threads 2 2>/dev/null",
+             ids, bin, td);
+    assert_int_equal(s_sh(cmd, out, sizeof out), 0);
+    // The last line holds the ids.
+    size_t len = strlen(out);
+    assert_true(len > 1 && out[len - 1] == '\n');
+    out[len - 1] = 0;
+    char *last = strrchr(out, '\n');
+    last = last ? last + 1 : out;
+    char want[1024] = "";
+    for (int k = 0; k < N_NEW; k++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", k ? " " : "",
+                 (int)s_want[1].ids[k]);
+    assert_string_equal(last, want);
+
+    snprintf(cmd, sizeof cmd, "'%s/meshrun' generate --help", bin);
+    assert_int_equal(s_sh(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "--tokens-file"));
+    snprintf(cmd, sizeof cmd, "'%s/meshrun' generate --model x.gguf 2>&1", bin);
+    assert_int_equal(s_sh(cmd, out, sizeof out), 2);
+    assert_non_null(strstr(out, "--prompt"));
+    snprintf(cmd, sizeof cmd, "'%s/meshrun' generate --model x.gguf --prompt hi --top-p 7 2>&1",
+             bin);
+    assert_int_equal(s_sh(cmd, out, sizeof out), 2);
+    snprintf(cmd, sizeof cmd, "'%s/meshrun' generate --model /nonexistent.gguf --prompt hi 2>&1",
+             bin);
+    assert_int_equal(s_sh(cmd, out, sizeof out), 1);
+    assert_non_null(strchr(out, '\n'));
+    assert_null(strchr(strchr(out, '\n') + 1, '\n')); // one line
+    snprintf(cmd, sizeof cmd,
+             "echo '1 2 99999' | '%s/meshrun' generate --model '%s/glm-tiny/tiny-glm.bf16.gguf' "
+             "--tokens-file - -n 4 2>&1",
+             bin, td);
+    assert_int_equal(s_sh(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "outside the vocabulary"));
+
+    // chat from a pipe: two answers, then /exit (the line after it is not read).
+    snprintf(cmd, sizeof cmd,
+             "printf 'Hello\\nHow are you?\\n/exit\\nignored\\n' | '%s/meshrun' chat "
+             "--model '%s/glm-tiny/tiny-glm.bf16.gguf' -n 8 --greedy --threads 2 2>&1",
+             bin, td);
+    assert_int_equal(s_sh(cmd, out, sizeof out), 0);
+    int lines = 0;
+    for (char *q = out; *q; q++)
+        lines += *q == '\n';
+    assert_true(lines >= 2);
+    snprintf(cmd, sizeof cmd, "'%s/meshrun' chat --help", bin);
+    assert_int_equal(s_sh(cmd, out, sizeof out), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference),
         cmocka_unit_test(test_batch_equals_solo),
         cmocka_unit_test(test_cancel_and_refusal),
+        cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
