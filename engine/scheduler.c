@@ -241,6 +241,22 @@ int mesh_sched_submit(mesh_sched_t *s, const mesh_sched_request_t *r, uint64_t *
         msg[0] = 0;
     if (!r || !r->on_event)
         S_REFUSE(MESH_EINVAL, "sched: request has no event callback");
+    mesh_sched_request_t rq;
+    if (!r->prompt && r->prompt_text) {
+        // Text prompt: tokenize here, then go on as if ids were given.
+        if (!s->m.encode)
+            S_REFUSE(MESH_EINVAL, "sched: text prompts need a model with a tokenizer");
+        size_t n = 0;
+        rc = s->m.encode(s->m.ctx, r->prompt_text, r->prompt_text_len, &tmp.prompt, &n);
+        if (rc)
+            S_REFUSE(rc, "sched: cannot tokenize the prompt: %s", mesh_strerror(rc));
+        if (n > INT32_MAX / 2)
+            S_REFUSE(MESH_ERANGE, "sched: prompt of %zu tokens is too long", n);
+        rq = *r;
+        rq.prompt = tmp.prompt;
+        rq.n_prompt = (int32_t)n;
+        r = &rq;
+    }
     if (r->n_prompt < 1 || !r->prompt)
         S_REFUSE(MESH_EINVAL, "sched: request has no prompt tokens");
     if (r->max_tokens < 1)
@@ -279,10 +295,12 @@ int mesh_sched_submit(mesh_sched_t *s, const mesh_sched_request_t *r, uint64_t *
                  (unsigned long long)need, (int)r->n_prompt, (int)r->max_tokens, (int)s->m.n_ctx);
 
     // Per-request objects, made here so steps never allocate.
-    tmp.prompt = malloc((size_t)r->n_prompt * sizeof *tmp.prompt);
-    if (!tmp.prompt)
-        S_REFUSE(MESH_ENOMEM, "sched: out of memory");
-    memcpy(tmp.prompt, r->prompt, (size_t)r->n_prompt * sizeof *tmp.prompt);
+    if (!tmp.prompt) { // ids given by the caller: copy them
+        tmp.prompt = malloc((size_t)r->n_prompt * sizeof *tmp.prompt);
+        if (!tmp.prompt)
+            S_REFUSE(MESH_ENOMEM, "sched: out of memory");
+        memcpy(tmp.prompt, r->prompt, (size_t)r->n_prompt * sizeof *tmp.prompt);
+    }
     tmp.n_prompt = r->n_prompt;
     tmp.max_tokens = r->max_tokens;
     tmp.stop_at_eog = r->stop_at_eog && s->m.is_eog;
@@ -625,6 +643,11 @@ static bool s_eng_is_eog(void *ctx, int32_t token) {
     return mesh_tok_is_end_of_generation(e->tok, token);
 }
 
+static int s_eng_encode(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n) {
+    s_engine_t *e = ctx;
+    return mesh_tok_encode_alloc(e->tok, text, len, true, false, ids, n);
+}
+
 static void s_eng_free(void *ctx) {
     s_engine_t *e = ctx;
     free(e->batch);
@@ -668,6 +691,7 @@ int mesh_sched_new_engine(mesh_model_t *model, const mesh_tok_t *tok,
         m.stream_push = s_eng_stream_push;
         m.stream_flush = s_eng_stream_flush;
         m.is_eog = s_eng_is_eog;
+        m.encode = s_eng_encode;
     }
     int rc = mesh_sched_new(&m, params, out);
     if (rc) {

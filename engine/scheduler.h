@@ -71,6 +71,9 @@ typedef struct {
     int (*stream_push)(void *stream, int32_t token, const char **text, size_t *len);
     int (*stream_flush)(void *stream, const char **text, size_t *len);
     bool (*is_eog)(void *ctx, int32_t token); // eos / eot / eom
+    // (optional) text to ids (special tokens parsed, no BOS added); *ids is
+    // malloc'd, caller frees. Needed for requests given as text.
+    int (*encode)(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n);
 } mesh_sched_model_t;
 
 // ---- requests and events ------------------------------------------------
@@ -117,6 +120,10 @@ typedef void (*mesh_sched_event_fn)(const mesh_sched_event_t *ev, void *user);
 typedef struct {
     const int32_t *prompt; // (n_prompt) token ids, copied at submit
     int32_t n_prompt;      // >= 1
+    // Or, when prompt is NULL: text tokenized at submit (special tokens such
+    // as <|user|> parsed, no BOS added: chat templates write their own).
+    const char *prompt_text;
+    size_t prompt_text_len;
     mesh_sampler_params_t sampling;
     int32_t max_tokens;    // >= 1: generated tokens at most
     const char *const *stop; // (n_stop) stop strings, copied; may be NULL

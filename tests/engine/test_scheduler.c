@@ -402,6 +402,11 @@ static void test_kv_refusal_and_queue(void **state) {
     r.sampling.top_p = 2.0f;
     assert_int_equal(mesh_sched_submit(s, &r, &id, msg, sizeof msg), MESH_EINVAL);
     assert_non_null(strstr(msg, "top_p"));
+    s_req(&r, NULL, 0, 5, &a); // text, but this model has no encoder
+    r.prompt_text = "hello";
+    r.prompt_text_len = 5;
+    assert_int_equal(mesh_sched_submit(s, &r, &id, msg, sizeof msg), MESH_EINVAL);
+    assert_non_null(strstr(msg, "tokenizer"));
 
     // Two requests of 160 tokens each: the second waits for the first.
     mesh_sched_request_t ra, rb;

@@ -275,6 +275,28 @@ static void test_batch_equals_solo(void **state) {
     mesh_sched_destroy(&s);
 }
 
+// A request given as text tokenizes to the reference ids and continues the
+// same way.
+static void test_text_prompt(void **state) {
+    (void)state;
+    const char *t = s_key(s_key(s_golden, "prompts", 0), "text", 0);
+    assert_non_null(t);
+    t = strchr(t, '"');
+    assert_non_null(t);
+    const char *end = strchr(t + 1, '"'); // prompt 0's text has no escapes
+    assert_non_null(end);
+    mesh_sched_request_t r;
+    s_rx_t rx;
+    s_req(&r, &s_prompt[0], N_NEW, &rx);
+    r.prompt = NULL;
+    r.prompt_text = t + 1;
+    r.prompt_text_len = (size_t)(end - t - 1);
+    s_rx_t got;
+    s_solo(&r, &got);
+    assert_int_equal(got.n, N_NEW);
+    assert_memory_equal(got.toks, s_solo_rx[0].toks, N_NEW * sizeof(int32_t));
+}
+
 static void test_cancel_and_refusal(void **state) {
     (void)state;
     mesh_kv_t *kv = mesh_model_kv(s_model);
@@ -389,6 +411,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference),
         cmocka_unit_test(test_batch_equals_solo),
+        cmocka_unit_test(test_text_prompt),
         cmocka_unit_test(test_cancel_and_refusal),
         cmocka_unit_test(test_cli),
     };
