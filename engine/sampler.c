@@ -19,6 +19,7 @@
 typedef struct {
     int32_t id;
     float logit; // after bias and penalties, before temperature
+    float w;     // exp((logit - max) / temperature): unnormalised probability
 } s_cand_t;
 
 struct mesh_sampler {
@@ -318,8 +319,7 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
     s_cand_t *c = s->cands;
     int32_t v = s->vocab;
 
-    // 1. Copy (NaN -> -inf), bias, penalties; find the max and log-normaliser
-    //    of the adjusted distribution at temperature 1 for the logprobs.
+    // 1. Copy (NaN -> -inf), bias, penalties, argmax (ties: lowest id).
     for (int32_t i = 0; i < v; i++) {
         c[i].id = i;
         c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
@@ -331,17 +331,25 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
         c[t].logit = s_penalise(p, c[t].logit, s->counts[t]);
     }
     int32_t best = 0;
+    float lmax = c[0].logit;
     for (int32_t i = 1; i < v; i++)
-        if (s_before(&c[i], &c[best]))
+        if (c[i].logit > lmax) {
+            lmax = c[i].logit;
             best = i;
-    float lmax = c[best].logit;
-    if (!(lmax > -INFINITY) || isnan(lmax))
+        }
+    if (!(lmax > -INFINITY))
         return MESH_ERANGE;
-    double z = 0.0;
-    for (int32_t i = 0; i < v; i++)
-        z += exp((double)c[i].logit - lmax);
-    double log_z = (double)lmax + log(z);
 
+    // 2. Logprobs of the adjusted distribution at temperature 1, when asked:
+    //    expf in float (cheap), summed in double.
+    double log_z = 0.0;
+    bool want_lp = p->logprobs || p->n_logprobs > 0;
+    if (want_lp) {
+        double z = 0.0;
+        for (int32_t i = 0; i < v; i++)
+            z += (double)expf(c[i].logit - lmax);
+        log_z = (double)lmax + log(z);
+    }
     out->n_top = p->n_logprobs < v ? p->n_logprobs : v;
     if (out->n_top > 0) {
         s_cand_t top[MESH_SAMPLER_MAX_LOGPROBS];
@@ -352,30 +360,29 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
         }
     }
 
-    // 2. Greedy.
+    // Greedy.
     if (!(p->temperature > 0.0f)) {
-        out->token = c[best].id;
-        out->logprob = (float)((double)lmax - log_z);
+        out->token = best;
+        out->logprob = want_lp ? (float)((double)lmax - log_z) : 0.0f;
         return 0;
     }
-    double inv_t = 1.0 / (double)p->temperature;
+    float inv_t = 1.0f / p->temperature;
 
     // 3. top-k: the k best first, unordered.
     int32_t n = v;
-    int sorted = 0; // c[0..n) sorted best first
     if (p->top_k > 0 && p->top_k < n) {
         s_select(c, n, p->top_k);
         n = p->top_k;
     }
-    if (p->top_k == 1)
-        sorted = 1;
+    for (int32_t i = 0; i < n; i++)
+        c[i].w = expf((c[i].logit - lmax) * inv_t);
 
     // 4. top-p over the renormalised survivors: sort a prefix that doubles
     //    until its mass reaches top_p (or covers everything).
     if (p->top_p < 1.0f && n > 1) {
         double zt = 0.0;
         for (int32_t i = 0; i < n; i++)
-            zt += exp(((double)c[i].logit - lmax) * inv_t);
+            zt += (double)c[i].w;
         double target = (double)p->top_p * zt;
         int32_t m = n < 64 ? n : 64;
         int32_t done = 0; // c[0..done) already sorted and in final place
@@ -385,7 +392,7 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
             double cum = 0.0;
             int32_t cut = -1;
             for (int32_t i = 0; i < m; i++) {
-                cum += exp(((double)c[i].logit - lmax) * inv_t);
+                cum += (double)c[i].w;
                 if (cum >= target) {
                     cut = i + 1;
                     break;
@@ -400,40 +407,37 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
             done = m;
             m = m > n / 2 ? n : m * 2;
         }
-        sorted = 1;
     }
 
     // 5. min-p relative to the best survivor (which is the global best: every
     //    filter above keeps the best token).
     if (p->min_p > 0.0f && n > 1) {
-        double floor_l = (double)lmax + log((double)p->min_p) / inv_t;
-        int32_t k = 0;
+        int32_t k = 0; // w of the best is 1, so p / p_max = w
         for (int32_t i = 0; i < n; i++)
-            if ((double)c[i].logit >= floor_l)
+            if (c[i].w >= p->min_p || c[i].logit == lmax)
                 c[k++] = c[i];
         n = k; // >= 1: lmax itself passes
     }
-    (void)sorted;
 
     // 6. Draw.
     double sum = 0.0;
     for (int32_t i = 0; i < n; i++)
-        sum += exp(((double)c[i].logit - lmax) * inv_t);
+        sum += (double)c[i].w;
     double u = s_rng_uniform(s->rng) * sum;
     int32_t pick = n - 1;
     double acc = 0.0;
     for (int32_t i = 0; i < n; i++) {
-        acc += exp(((double)c[i].logit - lmax) * inv_t);
+        acc += (double)c[i].w;
         if (u < acc) {
             pick = i;
             break;
         }
     }
-    // A -inf survivor has weight 0 and can be picked only through rounding
-    // at the tail; step back to the last finite one.
-    while (pick > 0 && !(c[pick].logit > -INFINITY))
+    // A zero-weight survivor can be picked only through rounding at the
+    // tail; step back to one with weight.
+    while (pick > 0 && !(c[pick].w > 0.0f))
         pick--;
     out->token = c[pick].id;
-    out->logprob = (float)((double)c[pick].logit - log_z);
+    out->logprob = want_lp ? (float)((double)c[pick].logit - log_z) : 0.0f;
     return 0;
 }

@@ -8,15 +8,18 @@
 //
 // A sampler holds one sequence's state (RNG, counts of recently accepted
 // tokens) and all its work arrays, sized for the vocabulary at creation, so
-// sampling a token never allocates. Cost per token: O(V) for the copy,
-// penalties over the distinct tokens in the window, and O(V) expected for the
-// top-k / top-p selections (quickselect, then a sort of only the prefix
-// top-p needs; the prefix doubles from 64 until it covers top_p).
+// sampling a token never allocates. Cost per token: O(V) for the copy and
+// the argmax, penalties over the distinct tokens in the window, O(V)
+// expected for a top-k quickselect, then exp() over the survivors (the whole
+// vocabulary without top-k), a sort of only the prefix top-p needs (doubling
+// from 64 until it covers top_p) and a linear draw. Logprobs add one exp()
+// over the vocabulary.
 //
 // Not thread-safe: one sampler per sequence, used by one thread at a time.
 #ifndef MESH_SAMPLER_H
 #define MESH_SAMPLER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +49,10 @@ typedef struct {
     uint64_t seed; // RNG seed (splitmix64 expands it into xoshiro256** state)
     const mesh_sampler_bias_t *logit_bias; // copied at creation; may be NULL
     int32_t n_logit_bias;
+    // Compute the chosen token's logprob. Costs an exp over the whole
+    // vocabulary per token (~1 ms at 150k), so off unless asked for;
+    // implied by n_logprobs > 0. When off, result.logprob is 0.
+    bool logprobs;
     int32_t n_logprobs; // top logprobs to return per token, 0..MESH_SAMPLER_MAX_LOGPROBS
 } mesh_sampler_params_t;
 
