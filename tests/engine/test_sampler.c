@@ -250,6 +250,38 @@ static void test_top_p_large_vocab(void **state) {
     mesh_sampler_destroy(&s);
 }
 
+// top-k by quickselect on a large vocabulary: every draw is among the k
+// best; with logprobs on, the reported logprob is the exact log-softmax.
+static void test_top_k_large_vocab(void **state) {
+    (void)state;
+    enum { V = 5000, K = 100 };
+    static float l[V], sorted[V];
+    uint64_t x = 5;
+    for (int i = 0; i < V; i++)
+        l[i] = (float)(s_lcg(&x) % 100000) / 20000.0f;
+    memcpy(sorted, l, sizeof l);
+    qsort(sorted, V, sizeof *sorted, s_cmp_desc_f);
+    double z = 0;
+    for (int i = 0; i < V; i++)
+        z += exp((double)l[i] - sorted[0]);
+    mesh_sampler_params_t p = mesh_sampler_params_default();
+    p.temperature = 1.5f;
+    p.top_k = K;
+    p.logprobs = true;
+    p.seed = 3;
+    mesh_sampler_t *s = s_new(&p, V);
+    int below_top10 = 0;
+    for (int i = 0; i < 2000; i++) {
+        mesh_sampler_result_t r;
+        assert_int_equal(mesh_sampler_sample(s, l, &r), 0);
+        assert_true(l[r.token] >= sorted[K - 1]);
+        below_top10 += l[r.token] < sorted[9];
+        S_NEAR(r.logprob, (double)l[r.token] - sorted[0] - log(z), 1e-4);
+    }
+    assert_true(below_top10 > 0);
+    mesh_sampler_destroy(&s);
+}
+
 static void test_penalties_exact(void **state) {
     (void)state;
     mesh_sampler_params_t p = mesh_sampler_params_default();
@@ -372,6 +404,7 @@ int main(void) {
         cmocka_unit_test(test_distribution_temperature_1),
         cmocka_unit_test(test_filters_cut),
         cmocka_unit_test(test_top_p_large_vocab),
+        cmocka_unit_test(test_top_k_large_vocab),
         cmocka_unit_test(test_penalties_exact),
         cmocka_unit_test(test_bias_and_logprobs),
         cmocka_unit_test(test_params_check),
