@@ -85,6 +85,7 @@ static void s_head_scalar(const float *qh, float *o, int n_ctx, int d_kv, int kv
 typedef struct {
     mesh_cpu_ctx_t *c;
     const mesh_mla_args_t *a;
+    int grp; // heads per work unit
 } s_attn_args_t;
 
 static void s_attn_task(void *pp, int ith, int nth) {
@@ -97,23 +98,31 @@ static void s_attn_task(void *pp, int ith, int nth) {
     s_rows_ctx_t rc = {a, mesh__cpu_ptr(a->cache), NULL, a->cache_type == MESH_QT_F16 ? 2 : 4,
                        aa->c->tscratch[ith]};
     const bool vec = aa->c->simd >= MESH_SIMD_AVX2 && a->d_kv % 8 == 0 && a->kv_lora % 8 == 0;
-    int64_t units = (int64_t)a->n * a->n_head;
+    // Units of (token, group of heads): whole groups when there are many
+    // tokens (cache rows fetched once per group), single heads for decode so
+    // threads share the heads. Per-head results do not depend on the grouping.
+    const int grp = aa->grp;
+    const int ngrp = (a->n_head + grp - 1) / grp;
+    int64_t units = (int64_t)a->n * ngrp;
     int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
     for (int64_t u = u0; u < u1; u++) {
-        int t = (int)(u / a->n_head), h = (int)(u % a->n_head);
-        const float *qh = q + ((int64_t)t * a->n_head + h) * a->d_kv;
-        float *o = out + ((int64_t)t * a->n_head + h) * a->kv_lora;
+        int t = (int)(u / ngrp), h0 = (int)(u % ngrp) * grp;
+        int nh = a->n_head - h0 < grp ? a->n_head - h0 : grp;
+        const float *qh = q + ((int64_t)t * a->n_head + h0) * a->d_kv;
+        float *o = out + ((int64_t)t * a->n_head + h0) * a->kv_lora;
         rc.tab = tables + toks[t].table_off;
 #if defined(MESH_CPU_X86)
         if (vec) {
-            mesh__cpu_attn_head_avx2(qh, o, toks[t].n_ctx, NULL, a->d_kv, a->kv_lora, a->scale,
-                                     s_get_rows, &rc);
+            mesh__cpu_attn_heads_avx2(qh, nh, a->d_kv, o, a->kv_lora, toks[t].n_ctx, a->d_kv,
+                                      a->kv_lora, a->scale, s_get_rows, &rc);
             continue;
         }
 #else
         (void)vec;
 #endif
-        s_head_scalar(qh, o, toks[t].n_ctx, a->d_kv, a->kv_lora, a->scale, &rc);
+        for (int h = 0; h < nh; h++)
+            s_head_scalar(qh + (int64_t)h * a->d_kv, o + (int64_t)h * a->kv_lora, toks[t].n_ctx,
+                          a->d_kv, a->kv_lora, a->scale, &rc);
     }
 }
 
@@ -121,7 +130,7 @@ int mesh__cpu_mla_attn(void *ctx, const mesh_mla_args_t *a) {
     mesh_cpu_ctx_t *c = ctx;
     if ((int64_t)S_CHUNK * a->d_kv > c->tcap)
         return MESH_EUNSUPPORTED; // latent rows wider than the scratch allows
-    s_attn_args_t aa = {c, a};
+    s_attn_args_t aa = {c, a, a->n >= 2 * c->n_threads ? MESH_ATTN_MAX_GROUP : 1};
     int64_t work = (int64_t)a->n * a->n_head;
     mesh_tp_run_n(c->tp, work < 2 ? 1 : c->n_threads, s_attn_task, &aa);
     return 0;

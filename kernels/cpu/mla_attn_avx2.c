@@ -38,50 +38,60 @@ static inline __m256 s_exp(__m256 x) {
 
 #define S_CHUNK 64
 
-void mesh__cpu_attn_head_avx2(const float *qh, float *o, int n_ctx, const float *const *rows_in,
-                              int d_kv, int kv_lora, float scale, const mesh_attn_rows_fn get_rows,
-                              void *rows_ctx) {
-    (void)rows_in;
-    for (int i = 0; i < kv_lora; i += 8)
-        _mm256_storeu_ps(o + i, _mm256_setzero_ps());
-    float m = -INFINITY, l = 0;
+void mesh__cpu_attn_heads_avx2(const float *q, int nh, int64_t q_head, float *o, int64_t o_head,
+                               int n_ctx, int d_kv, int kv_lora, float scale,
+                               const mesh_attn_rows_fn get_rows, void *rows_ctx) {
+    float m[MESH_ATTN_MAX_GROUP], l[MESH_ATTN_MAX_GROUP];
+    for (int h = 0; h < nh; h++) {
+        m[h] = -INFINITY;
+        l[h] = 0;
+        for (int i = 0; i < kv_lora; i += 8)
+            _mm256_storeu_ps(o + h * o_head + i, _mm256_setzero_ps());
+    }
     for (int s0 = 0; s0 < n_ctx; s0 += S_CHUNK) {
         int cn = n_ctx - s0 < S_CHUNK ? n_ctx - s0 : S_CHUNK;
         const float *rows[S_CHUNK];
-        get_rows(rows_ctx, s0, cn, rows);
-        float sc[S_CHUNK + 8];
-        float cmax = -INFINITY;
-        for (int j = 0; j < cn; j++) {
-            const float *r = rows[j];
-            __m256 acc = _mm256_setzero_ps();
-            for (int i = 0; i < d_kv; i += 8)
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(r + i), acc);
-            sc[j] = s_hsum(acc) * scale;
-            cmax = sc[j] > cmax ? sc[j] : cmax;
+        get_rows(rows_ctx, s0, cn, rows); // once for all heads of the group
+        for (int h = 0; h < nh; h++) {
+            const float *qh = q + h * q_head;
+            float *oh = o + h * o_head;
+            float sc[S_CHUNK + 8];
+            float cmax = -INFINITY;
+            for (int j = 0; j < cn; j++) {
+                const float *r = rows[j];
+                __m256 acc = _mm256_setzero_ps();
+                for (int i = 0; i < d_kv; i += 8)
+                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(r + i), acc);
+                sc[j] = s_hsum(acc) * scale;
+                cmax = sc[j] > cmax ? sc[j] : cmax;
+            }
+            float nm = cmax > m[h] ? cmax : m[h];
+            float rs = expf(m[h] - nm);
+            l[h] *= rs;
+            if (rs != 1.0f) {
+                __m256 vr = _mm256_set1_ps(rs);
+                for (int i = 0; i < kv_lora; i += 8)
+                    _mm256_storeu_ps(oh + i, _mm256_mul_ps(_mm256_loadu_ps(oh + i), vr));
+            }
+            for (int j = cn; j < ((cn + 7) & ~7); j++)
+                sc[j] = -INFINITY;
+            __m256 vnm = _mm256_set1_ps(nm);
+            for (int j = 0; j < cn; j += 8)
+                _mm256_storeu_ps(sc + j, s_exp(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vnm)));
+            for (int j = 0; j < cn; j++) {
+                l[h] += sc[j];
+                __m256 vp = _mm256_set1_ps(sc[j]);
+                const float *cr = rows[j];
+                for (int i = 0; i < kv_lora; i += 8)
+                    _mm256_storeu_ps(oh + i, _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + i),
+                                                             _mm256_loadu_ps(oh + i)));
+            }
+            m[h] = nm;
         }
-        float nm = cmax > m ? cmax : m;
-        float rs = expf(m - nm);
-        l *= rs;
-        if (rs != 1.0f) {
-            __m256 vr = _mm256_set1_ps(rs);
-            for (int i = 0; i < kv_lora; i += 8)
-                _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), vr));
-        }
-        for (int j = cn; j < ((cn + 7) & ~7); j++)
-            sc[j] = -INFINITY;
-        __m256 vnm = _mm256_set1_ps(nm);
-        for (int j = 0; j < cn; j += 8)
-            _mm256_storeu_ps(sc + j, s_exp(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vnm)));
-        for (int j = 0; j < cn; j++) {
-            l += sc[j];
-            __m256 vp = _mm256_set1_ps(sc[j]);
-            const float *cr = rows[j];
-            for (int i = 0; i < kv_lora; i += 8)
-                _mm256_storeu_ps(o + i, _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + i), _mm256_loadu_ps(o + i)));
-        }
-        m = nm;
     }
-    __m256 inv = _mm256_set1_ps(l > 0 ? 1.0f / l : 0.0f);
-    for (int i = 0; i < kv_lora; i += 8)
-        _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), inv));
+    for (int h = 0; h < nh; h++) {
+        __m256 inv = _mm256_set1_ps(l[h] > 0 ? 1.0f / l[h] : 0.0f);
+        for (int i = 0; i < kv_lora; i += 8)
+            _mm256_storeu_ps(o + h * o_head + i, _mm256_mul_ps(_mm256_loadu_ps(o + h * o_head + i), inv));
+    }
 }
