@@ -5,7 +5,7 @@
 # usage: tests/bench/bench_batch.sh BUILD_DIR [bench_batch options...]
 set -eu
 if [ $# -lt 1 ] || [ "$1" = "--help" ]; then
-    echo "usage: $0 BUILD_DIR [--threads N] [--prompt P] [--gen G] [--seqs 1,4,16]" >&2
+    echo "usage: $0 BUILD_DIR [--threads N] [--prompt P] [--gen G] [--seqs 1,4,16] [--rounds R]" >&2
     exit 2
 fi
 build=$1
