@@ -1,9 +1,369 @@
 // SPDX-License-Identifier: MIT
-// meshrun chat: placeholder until its issue lands; says so and fails.
+// meshrun chat: an interactive, streaming chat with one model.
+//
+// Each user line is added to the conversation, the whole conversation is
+// rendered with the model's own chat template (tokenizer.chat_template),
+// tokenized and generated through the scheduler; the answer streams to
+// stdout and joins the conversation. Works with stdin from a pipe (no
+// prompt marker is printed unless stdin is a terminal). "/exit" or EOF
+// quits. Cost: every turn prefills the whole conversation again (no prefix
+// reuse across turns yet), which is fine at chat lengths on the tiny and
+// small models.
 #include "meshrun.h"
 
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chat_template.h"
+#include "engine.h"
+#include "gguf.h"
+#include "json.h"
+#include "mesh_err.h"
+#include "scheduler.h"
+#include "tokenizer.h"
+
+static void s_usage(FILE *f) {
+    fprintf(f, "usage: meshrun chat --model F [options]\n"
+               "\n"
+               "Interactive chat: reads one user message per line from stdin, renders the\n"
+               "conversation with the model's chat template and streams the answer.\n"
+               "'/exit' or end of input quits.\n"
+               "\n"
+               "  --model F        GGUF model file (needs tokenizer.chat_template)\n"
+               "  --system TEXT    a system message at the start of the conversation\n"
+               "  -n N             tokens per answer at most (default 512)\n"
+               "  --ctx N          KV cache size in tokens (default 4096, at most the model's)\n"
+               "  --greedy         always take the most likely token\n"
+               "  --temp T         temperature (default 0.8)\n"
+               "  --top-k K        (default 40)   --top-p P (default 0.95)   --min-p P (default 0.05)\n"
+               "  --seed S         RNG seed (default: from the clock)\n"
+               "  --think | --no-think  set enable_thinking (default: the template's)\n"
+               "  --threads N      CPU threads (default: physical cores)\n"
+               "  --help           this text\n");
+}
+
+static bool s_num(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(x) || x < lo || x > hi)
+        return false;
+    *out = x;
+    return true;
+}
+
+// Text of the token whose id is stored under id_key, or NULL.
+static const char *s_token_text(const mesh_gguf_t *g, const char *id_key) {
+    uint32_t id;
+    const char *s = NULL;
+    if (mesh_gguf_get_u32(g, id_key, &id) ||
+        mesh_gguf_get_arr_str(g, "tokenizer.ggml.tokens", id, &s, NULL))
+        return NULL;
+    return s;
+}
+
+// The answer being streamed: its text is kept for the conversation.
+typedef struct {
+    char *text;
+    size_t len, cap;
+    bool done, oom;
+    mesh_sched_finish_t finish;
+    int error;
+} s_answer_t;
+
+static void s_on_event(const mesh_sched_event_t *ev, void *user) {
+    s_answer_t *a = user;
+    if (ev->text_len) {
+        fwrite(ev->text, 1, ev->text_len, stdout);
+        fflush(stdout);
+        if (a->len + ev->text_len + 1 > a->cap) {
+            size_t cap = (a->cap ? a->cap : 256);
+            while (cap < a->len + ev->text_len + 1)
+                cap *= 2;
+            char *nt = realloc(a->text, cap);
+            if (!nt) {
+                a->oom = true;
+            } else {
+                a->text = nt;
+                a->cap = cap;
+            }
+        }
+        if (!a->oom) {
+            memcpy(a->text + a->len, ev->text, ev->text_len);
+            a->len += ev->text_len;
+            a->text[a->len] = 0;
+        }
+    }
+    if (ev->type == MESH_SCHED_EV_DONE) {
+        a->done = true;
+        a->finish = ev->finish;
+        a->error = ev->error;
+    }
+}
+
+// {"role": role, "content": content[, "reasoning_content": rc]} appended to msgs.
+static int s_add_message(mesh_json_t *msgs, const char *role, const char *content, size_t len,
+                         const char *reasoning, size_t rlen) {
+    mesh_json_t *m = mesh_json_new_object();
+    if (!m)
+        return MESH_ENOMEM;
+    if (mesh_json_set(m, "role", 4, mesh_json_new_cstr(role)) ||
+        mesh_json_set(m, "content", 7, mesh_json_new_string(content, len)) ||
+        (reasoning && mesh_json_set(m, "reasoning_content", 17,
+                                    mesh_json_new_string(reasoning, rlen)))) {
+        mesh_json_destroy(&m);
+        return MESH_ENOMEM;
+    }
+    return mesh_json_append(msgs, m);
+}
+
+// Drops the last message (a user turn that could not be answered).
+static void s_drop_last(mesh_json_t **msgs) {
+    mesh_json_t *n = mesh_json_new_array();
+    if (!n)
+        return;
+    size_t len = mesh_json_len(*msgs);
+    for (size_t i = 0; i + 1 < len; i++)
+        if (mesh_json_append(n, mesh_json_clone(mesh_json_at(*msgs, i)))) {
+            mesh_json_destroy(&n);
+            return;
+        }
+    mesh_json_destroy(msgs);
+    *msgs = n;
+}
+
 int meshrun_cmd_chat(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return meshrun_not_yet("chat", "being built");
+    const char *model_path = NULL, *system = NULL;
+    long n_predict = 512, n_ctx = 4096;
+    int n_threads = 0, think = -1;
+    bool have_seed = false;
+    mesh_sampler_params_t sp = mesh_sampler_params_default();
+    sp.temperature = 0.8f;
+    sp.top_k = 40;
+    sp.top_p = 0.95f;
+    sp.min_p = 0.05f;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            s_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--greedy")) {
+            sp.temperature = 0.0f;
+            continue;
+        }
+        if (!strcmp(a, "--think") || !strcmp(a, "--no-think")) {
+            think = !strcmp(a, "--think");
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "meshrun chat: %s needs a value (see --help)\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        double x;
+        if (!strcmp(a, "--model"))
+            model_path = v;
+        else if (!strcmp(a, "--system"))
+            system = v;
+        else if (!strcmp(a, "-n") && s_num(v, 1, 1 << 24, &x))
+            n_predict = (long)x;
+        else if (!strcmp(a, "--ctx") && s_num(v, 16, 1 << 24, &x))
+            n_ctx = (long)x;
+        else if (!strcmp(a, "--temp") && s_num(v, 0, 100, &x))
+            sp.temperature = (float)x;
+        else if (!strcmp(a, "--top-k") && s_num(v, 0, INT32_MAX, &x))
+            sp.top_k = (int32_t)x;
+        else if (!strcmp(a, "--top-p") && s_num(v, 1e-6, 1, &x))
+            sp.top_p = (float)x;
+        else if (!strcmp(a, "--min-p") && s_num(v, 0, 1, &x))
+            sp.min_p = (float)x;
+        else if (!strcmp(a, "--threads") && s_num(v, 1, 1024, &x))
+            n_threads = (int)x;
+        else if (!strcmp(a, "--seed") && s_num(v, 0, 1.8e19, &x)) {
+            sp.seed = (uint64_t)x;
+            have_seed = true;
+        } else {
+            fprintf(stderr, "meshrun chat: unknown option or bad value: %s %s (see --help)\n", a,
+                    v);
+            return 2;
+        }
+    }
+    if (!model_path) {
+        fprintf(stderr, "meshrun chat: --model is required (see --help)\n");
+        return 2;
+    }
+    if (!have_seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        sp.seed = (uint64_t)ts.tv_sec * 1000000007ULL ^ (uint64_t)ts.tv_nsec;
+    }
+
+    int status = 1;
+    char err[512] = "";
+    mesh_model_t *model = NULL;
+    mesh_tok_t *tok = NULL;
+    mesh_tmpl_t *tmpl = NULL;
+    mesh_sched_t *sched = NULL;
+    mesh_json_t *msgs = NULL;
+    char *line = NULL;
+    size_t line_cap = 0;
+    s_answer_t ans;
+    memset(&ans, 0, sizeof ans);
+
+    mesh_model_params_t mp;
+    mesh_model_params_default(&mp);
+    mp.n_threads = n_threads;
+    mp.max_seqs = 2;
+    mp.kv_tokens = (uint32_t)n_ctx;
+    int rc = mesh_model_load(model_path, &mp, &model, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "meshrun chat: %s\n", err[0] ? err : mesh_strerror(rc));
+        goto out;
+    }
+    const mesh_gguf_t *g = mesh_model_gguf(model);
+    rc = mesh_tok_new_from_gguf(g, &tok, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "meshrun chat: tokenizer: %s\n", err[0] ? err : mesh_strerror(rc));
+        goto out;
+    }
+    const char *src = NULL;
+    if (mesh_gguf_get_str(g, "tokenizer.chat_template", &src, NULL) || !src) {
+        fprintf(stderr, "meshrun chat: %s has no tokenizer.chat_template\n", model_path);
+        goto out;
+    }
+    if (!(tmpl = mesh_tmpl_new(src, err, sizeof err))) {
+        fprintf(stderr, "meshrun chat: chat template: %s\n", err);
+        goto out;
+    }
+    rc = mesh_sched_new_engine(model, tok, NULL, &sched);
+    if (rc) {
+        fprintf(stderr, "meshrun chat: cannot start the scheduler: %s\n", mesh_strerror(rc));
+        goto out;
+    }
+    if (!(msgs = mesh_json_new_array()) ||
+        (system && s_add_message(msgs, "system", system, strlen(system), NULL, 0)))
+        goto oom;
+    mesh_tmpl_chat_t chat = {.add_generation_prompt = true,
+                             .enable_thinking = think,
+                             .bos_token = s_token_text(g, "tokenizer.ggml.bos_token_id"),
+                             .eos_token = s_token_text(g, "tokenizer.ggml.eos_token_id")};
+    mesh_sched_stats_t st;
+    mesh_sched_stats(sched, &st);
+    bool tty = isatty(STDIN_FILENO);
+
+    for (;;) {
+        if (tty) {
+            fputs("> ", stderr);
+            fflush(stderr);
+        }
+        ssize_t n = getline(&line, &line_cap, stdin);
+        if (n < 0)
+            break; // EOF
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = 0;
+        if (!strcmp(line, "/exit"))
+            break;
+        if (n == 0)
+            continue;
+        if (s_add_message(msgs, "user", line, (size_t)n, NULL, 0))
+            goto oom;
+        chat.messages = msgs;
+        char *prompt = NULL;
+        size_t prompt_len = 0;
+        rc = mesh_tmpl_render_chat(tmpl, &chat, &prompt, &prompt_len, err, sizeof err);
+        if (rc) {
+            fprintf(stderr, "meshrun chat: chat template: %s\n", err);
+            goto out;
+        }
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        rc = mesh_tok_encode_alloc(tok, prompt, prompt_len, true, false, &ids, &n_ids);
+        free(prompt);
+        if (rc) {
+            fprintf(stderr, "meshrun chat: cannot tokenize the conversation: %s\n",
+                    mesh_strerror(rc));
+            goto out;
+        }
+        // Answer within what the KV cache holds after the conversation.
+        long room = (long)st.kv_capacity_tokens - (long)n_ids;
+        long max_tokens = n_predict < room ? n_predict : room;
+        if (max_tokens < 1) {
+            fprintf(stderr, "meshrun chat: the conversation (%zu tokens) fills the KV cache (%u "
+                            "tokens); start again with a larger --ctx\n",
+                    n_ids, st.kv_capacity_tokens);
+            free(ids);
+            s_drop_last(&msgs);
+            if (!msgs)
+                goto oom;
+            continue;
+        }
+        mesh_sched_request_t req;
+        mesh_sched_request_init(&req);
+        req.prompt = ids;
+        req.n_prompt = (int32_t)n_ids;
+        req.sampling = sp;
+        req.sampling.seed = sp.seed + (uint64_t)mesh_json_len(msgs); // new stream each turn
+        req.max_tokens = (int32_t)max_tokens;
+        req.on_event = s_on_event;
+        req.user = &ans;
+        ans.len = 0;
+        ans.done = ans.oom = false;
+        if (ans.text)
+            ans.text[0] = 0;
+        uint64_t id;
+        rc = mesh_sched_submit(sched, &req, &id, err, sizeof err);
+        free(ids);
+        if (rc) {
+            fprintf(stderr, "meshrun chat: %s\n", err);
+            s_drop_last(&msgs);
+            if (!msgs)
+                goto oom;
+            continue;
+        }
+        while (!ans.done) {
+            rc = mesh_sched_step(sched);
+            if (rc < 0 && !ans.done) {
+                fprintf(stderr, "meshrun chat: forward pass failed: %s\n", mesh_strerror(rc));
+                goto out;
+            }
+        }
+        fputs("\n", stdout);
+        fflush(stdout);
+        if (ans.finish == MESH_SCHED_FINISH_ERROR) {
+            fprintf(stderr, "meshrun chat: generation failed: %s\n", mesh_strerror(ans.error));
+            goto out;
+        }
+        if (ans.oom)
+            goto oom;
+        // Reasoning before </think> is kept apart, as the template expects.
+        const char *text = ans.text ? ans.text : "";
+        const char *end_think = strstr(text, "</think>");
+        const char *content = end_think ? end_think + 8 : text;
+        while (*content == '\n' || *content == ' ')
+            content++;
+        if (s_add_message(msgs, "assistant", content, strlen(content), end_think ? text : NULL,
+                          end_think ? (size_t)(end_think - text) : 0))
+            goto oom;
+    }
+    status = 0;
+    goto out;
+oom:
+    fprintf(stderr, "meshrun chat: out of memory\n");
+out:
+    free(line);
+    free(ans.text);
+    mesh_json_destroy(&msgs);
+    mesh_sched_destroy(&sched);
+    mesh_tmpl_destroy(&tmpl);
+    mesh_tok_destroy(&tok);
+    mesh_model_destroy(&model);
+    return status;
 }
