@@ -24,3 +24,8 @@ if(NOT MESH_ENGINE_ONLY)
                 LIBS mesh_harness LABELS fault integration TIMEOUT 120)
   add_dependencies(test_mesh_failover ${MESH_IT_DEPS})
 endif()
+if(NOT MESH_ENGINE_ONLY)
+  mesh_add_test(NAME test_mesh_security SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mesh_security.c
+                LIBS mesh_harness mesh_proto LABELS fault integration TIMEOUT 120)
+  add_dependencies(test_mesh_security ${MESH_IT_DEPS})
+endif()
