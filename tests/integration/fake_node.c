@@ -190,8 +190,11 @@ int main(int argc, char **argv) {
             }
             size_t n = g->tokens->n_ids + g->n_continue_ids, max = g->sampling->max_tokens;
             int32_t *ctxv = malloc((n + max + 1) * sizeof *ctxv);
-            memcpy(ctxv, g->tokens->ids, g->tokens->n_ids * sizeof *ctxv);
-            memcpy(ctxv + g->tokens->n_ids, g->continue_ids, g->n_continue_ids * sizeof *ctxv);
+            if (g->tokens->n_ids)
+                memcpy(ctxv, g->tokens->ids, g->tokens->n_ids * sizeof *ctxv);
+            if (g->n_continue_ids)
+                memcpy(ctxv + g->tokens->n_ids, g->continue_ids,
+                       g->n_continue_ids * sizeof *ctxv);
             for (size_t t = 0; t < max; t++) {
                 int32_t tok = s_next(ctxv, n);
                 ctxv[n++] = tok;
