@@ -291,6 +291,54 @@ static void test_node_protocol_faults(void **st) {
     assert_true(mh_file_has(log, "newer than ours"));
 }
 
+static void test_node_config_file(void **st) {
+    (void)st;
+    char pub[64], conf[400], key[400], log[400];
+    mh_mesh_node_key(&s_m, "fromconf", pub, sizeof pub);
+    int port = mh_free_port();
+    snprintf(conf, sizeof conf, "%s/node.conf", s_m.dir);
+    snprintf(key, sizeof key, "%s/fromconf.key", s_m.dir);
+    snprintf(log, sizeof log, "%s/fromconf.log", s_m.dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f,
+            "# node config\n[node]\nlisten = tcp://127.0.0.1:%d\nkey = %s\n"
+            "trust = %s\nmodel = %s\nmem-limit = 256M\nctx-limit = 1024\n"
+            "heartbeat-ms = 100\nname = fromconf\n",
+            port, key, s_m.pub, s_model);
+    fclose(f);
+    char *argv[] = {s_m.node_bin, "--config", conf, NULL};
+    mh_spawn(log, argv);
+    assert_int_equal(mh_mesh_add(&s_m, "fromconf", port, pub), 200);
+    char node[64];
+    for (int i = 0; i < 500; i++) {
+        mh_node_state(s_m.port, s_m.token, "fromconf", node, sizeof node);
+        if (strcmp(node, "up") == 0)
+            break;
+        usleep(10000);
+    }
+    assert_string_equal(node, "up");
+    cJSON *js = NULL;
+    assert_int_equal(mh_mesh_call(&s_m, "POST", "/admin/v1/route",
+                                  "{\"model\":\"tiny\",\"tokens\":1000}", &js),
+                     200);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(js, "node")), "fromconf");
+    cJSON_Delete(js);
+    // Its ctx-limit of 1024 came from the file too.
+    assert_int_equal(mh_mesh_call(&s_m, "POST", "/admin/v1/route",
+                                  "{\"model\":\"tiny\",\"tokens\":2000}", &js),
+                     200);
+    assert_string_not_equal(cJSON_GetStringValue(cJSON_GetObjectItem(js, "node")), "fromconf");
+    cJSON_Delete(js);
+    // A bad line in a config file: one clear line naming file and line.
+    f = fopen(conf, "w");
+    fprintf(f, "listen = tcp://127.0.0.1:1\nbogus-option = 3\n");
+    fclose(f);
+    char out[2048];
+    assert_int_equal(mh_run(argv, out, sizeof out, 10000), 2);
+    assert_non_null(strstr(out, "node.conf:2"));
+    assert_non_null(strstr(out, "bogus-option"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_untrusted_coordinator_refused),
@@ -298,6 +346,7 @@ int main(void) {
         cmocka_unit_test(test_admin_token),
         cmocka_unit_test(test_readable_key_files_refused),
         cmocka_unit_test(test_node_protocol_faults),
+        cmocka_unit_test(test_node_config_file),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
