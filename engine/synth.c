@@ -447,8 +447,8 @@ int mesh_synth_write(const mesh_synth_params_t *params, char *err, size_t err_le
     if (!rc && (rc = mesh_gguf_writer_begin(w, params->out_path)) != 0)
         snprintf(err, err_len, "synth: cannot write %s: %s", params->out_path, mesh_strerror(rc));
     if (!rc && !params->quiet)
-        MESH_INFO("synth: writing %s: preset %s, %s, %.2fB parameters, %.2f GiB", params->out_path,
-                  p.name, ft->name, (double)mesh_synth_n_params(&p) / 1e9,
+        MESH_INFO("synth: writing %s: preset %s, %s, %.1fM parameters, %.2f GiB", params->out_path,
+                  p.name, ft->name, (double)mesh_synth_n_params(&p) / 1e6,
                   (double)total / (1024.0 * 1024.0 * 1024.0));
     for (size_t i = 0; i < l.n && !rc; i++) {
         const s_tensor_t *t = &l.t[i];
