@@ -49,13 +49,14 @@ static int s_u32(const char *opt, const char *v, uint32_t *out) {
 }
 
 static void s_list(void) {
-    printf("%-14s %6s %6s %6s %5s %6s %6s %7s %6s %7s %8s\n", "preset", "layers", "hidden",
+    printf("%-14s %6s %6s %6s %5s %6s %6s %7s %6s %7s %9s\n", "preset", "layers", "hidden",
            "heads", "q_lr", "kv_lr", "experts", "used+sh", "exp_ff", "vocab", "params");
     for (size_t i = 0; mesh_synth_preset_at(i); i++) {
         const mesh_synth_preset_t *p = mesh_synth_preset_at(i);
-        printf("%-14s %6u %6u %6u %5u %6u %6u %5u+%u %6u %7u %7.2fB\n", p->name, p->n_layer,
+        double n = (double)mesh_synth_n_params(p);
+        printf("%-14s %6u %6u %6u %5u %6u %6u %5u+%u %6u %7u %8.2f%c\n", p->name, p->n_layer,
                p->hidden, p->n_head, p->q_lora, p->kv_lora, p->n_expert, p->n_used, p->n_shared,
-               p->expert_ff, p->vocab, (double)mesh_synth_n_params(p) / 1e9);
+               p->expert_ff, p->vocab, n >= 1e9 ? n / 1e9 : n / 1e6, n >= 1e9 ? 'B' : 'M');
     }
 }
 
