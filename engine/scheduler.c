@@ -507,8 +507,7 @@ int mesh_sched_step(mesh_sched_t *s) {
     pthread_mutex_unlock(&s->mu);
 
     // 2. Cancels (queued or admitted) end now, before the batch is built.
-    //    Reading `cancel` without the mutex is safe: only cancel() sets it
-    //    (never clears) and a stale false just defers to the next step.
+    //    O(slots) mutex round trips, only in steps that have a cancel.
     if (n_cancel) {
         for (int32_t i = 0; i < s->n_slots; i++) {
             s_slot_t *sl = &s->slots[i];
