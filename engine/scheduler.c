@@ -2,9 +2,9 @@
 // Continuous-batching scheduler (see scheduler.h for the contract).
 //
 // Requests live in a fixed array of slots (max_active + max_queue), each
-// FREE, QUEUED, PREFILL or DECODE. submit/cancel touch only QUEUED slots and
+// FREE, QUEUED or ACTIVE. submit/cancel touch only FREE/QUEUED slots and
 // cancel flags under the mutex; the step thread admits QUEUED slots (under
-// the mutex), then owns PREFILL/DECODE slots without it. Scans are O(slots)
+// the mutex), then owns ACTIVE slots' contents without it. Scans are O(slots)
 // per step, which is small next to a forward pass. Per-request objects
 // (sampler, stop matcher, text stream, prompt copy) are made at submit, so
 // a step allocates nothing.
@@ -24,7 +24,10 @@
 #include <string.h>
 #include <time.h>
 
-typedef enum { S_FREE = 0, S_QUEUED, S_PREFILL, S_DECODE } s_state_t;
+// Slot states change only under the mutex (submit reads them to find a free
+// slot); whether an admitted slot is prefilling or decoding is step-thread
+// state (s_slot_t.decoding).
+typedef enum { S_FREE = 0, S_QUEUED, S_ACTIVE } s_state_t;
 
 typedef struct {
     s_state_t state;
@@ -46,6 +49,7 @@ typedef struct {
     int32_t seq;       // model sequence, -1 before admission
     int32_t n_past;    // tokens cached in the model
     int32_t n_batch;   // tokens of this slot in the batch being built
+    bool decoding;     // prompt done: contributes its last token each step
     int32_t n_gen;     // tokens generated
     int32_t last;      // last sampled token (next decode input)
 } s_slot_t;
@@ -57,6 +61,11 @@ struct mesh_sched {
     pthread_cond_t cv;
     s_slot_t *slots; // (n_slots)
     int32_t n_slots;
+    // Admitted (ACTIVE) slots, unordered. Changed and read only by
+    // the step thread, so batch building never reads a slot that submit
+    // may be writing.
+    int32_t *act;    // (max_active) slot indices
+    int32_t n_act;
     uint64_t next_id, next_order;
     int32_t n_queued, n_active;
     uint32_t kv_reserved;
@@ -130,11 +139,13 @@ int mesh_sched_new(const mesh_sched_model_t *model, const mesh_sched_params_t *p
     s->n_slots = s->p.max_active + s->p.max_queue;
     s->next_id = 1;
     s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
+    s->act = malloc((size_t)s->p.max_active * sizeof *s->act);
     s->batch = malloc((size_t)s->p.step_tokens * sizeof *s->batch);
     s->row_slot = malloc((size_t)s->p.step_tokens * sizeof *s->row_slot);
     s->logits = malloc((size_t)s->p.max_active * (size_t)model->n_vocab * sizeof *s->logits);
-    if (!s->slots || !s->batch || !s->row_slot || !s->logits) {
+    if (!s->slots || !s->act || !s->batch || !s->row_slot || !s->logits) {
         free(s->slots);
+        free(s->act);
         free(s->batch);
         free(s->row_slot);
         free(s->logits);
@@ -188,6 +199,14 @@ static void s_finish(mesh_sched_t *s, s_slot_t *sl, mesh_sched_finish_t why, int
     }
     sl->on_event(&ev, sl->user);
     s_slot_release(s, sl);
+    if (sl->state == S_ACTIVE) {
+        int32_t idx = (int32_t)(sl - s->slots);
+        for (int32_t k = 0; k < s->n_act; k++)
+            if (s->act[k] == idx) {
+                s->act[k] = s->act[--s->n_act];
+                break;
+            }
+    }
     pthread_mutex_lock(&s->mu);
     if (sl->state == S_QUEUED)
         s->n_queued--;
@@ -212,6 +231,7 @@ void mesh_sched_destroy(mesh_sched_t **s_p) {
     if (s->owned_free)
         s->owned_free(s->owned_ctx);
     free(s->slots);
+    free(s->act);
     free(s->batch);
     free(s->row_slot);
     free(s->logits);
@@ -375,7 +395,9 @@ static void s_admit_locked(mesh_sched_t *s) {
         }
         if (!head || head->reserve > s->m.kv_capacity_tokens - s->kv_reserved)
             return;
-        head->state = S_PREFILL;
+        head->state = S_ACTIVE;
+        head->decoding = false;
+        s->act[s->n_act++] = (int32_t)(head - s->slots);
         s->kv_reserved += head->reserve;
         s->n_queued--;
         s->n_active++;
@@ -438,7 +460,7 @@ static void s_on_token(mesh_sched_t *s, s_slot_t *sl, const float *row) {
     mesh_sampler_accept(sl->sampler, res.token);
     sl->n_gen++;
     sl->last = res.token;
-    sl->state = S_DECODE;
+    sl->decoding = true;
     if (sl->stop_at_eog && s->m.is_eog(s->m.ctx, res.token)) {
         s_finish(s, sl, MESH_SCHED_FINISH_STOP, 0);
         return;
@@ -485,8 +507,7 @@ int mesh_sched_step(mesh_sched_t *s) {
     pthread_mutex_unlock(&s->mu);
 
     // 2. Cancels (queued or admitted) end now, before the batch is built.
-    //    Reading `cancel` without the mutex is safe: only cancel() sets it
-    //    (never clears) and a stale false just defers to the next step.
+    //    O(slots) mutex round trips, only in steps that have a cancel.
     if (n_cancel) {
         for (int32_t i = 0; i < s->n_slots; i++) {
             s_slot_t *sl = &s->slots[i];
@@ -504,9 +525,10 @@ int mesh_sched_step(mesh_sched_t *s) {
     // 3. Build the batch: every decoding sequence's last token first, then
     //    prompt chunks FIFO within the remaining budget.
     int32_t n = 0, rows = 0, n_prompt_toks = 0;
-    for (int32_t i = 0; i < s->n_slots; i++) {
+    for (int32_t k = 0; k < s->n_act; k++) {
+        int32_t i = s->act[k];
         s_slot_t *sl = &s->slots[i];
-        if (sl->state != S_DECODE)
+        if (!sl->decoding)
             continue;
         s->batch[n++] = (mesh_sched_tok_t){sl->last, sl->seq, sl->n_past, true};
         s->row_slot[rows++] = i;
@@ -517,9 +539,10 @@ int mesh_sched_step(mesh_sched_t *s) {
         // Oldest prefilling sequence not yet in this batch.
         s_slot_t *best = NULL;
         int32_t best_i = -1;
-        for (int32_t i = 0; i < s->n_slots; i++) {
+        for (int32_t k = 0; k < s->n_act; k++) {
+            int32_t i = s->act[k];
             s_slot_t *sl = &s->slots[i];
-            if (sl->state == S_PREFILL && sl->n_batch == 0 && (!best || sl->order < best->order)) {
+            if (!sl->decoding && sl->n_batch == 0 && (!best || sl->order < best->order)) {
                 best = sl;
                 best_i = i;
             }
@@ -554,8 +577,8 @@ int mesh_sched_step(mesh_sched_t *s) {
 
     // 4. One forward pass; positions advance for every token evaluated.
     int rc = s->m.forward(s->m.ctx, n, s->batch, s->logits);
-    for (int32_t i = 0; i < s->n_slots; i++) {
-        s_slot_t *sl = &s->slots[i];
+    for (int32_t k = s->n_act - 1; k >= 0; k--) { // backwards: s_finish swap-removes
+        s_slot_t *sl = &s->slots[s->act[k]];
         if (sl->n_batch == 0)
             continue;
         sl->n_past += sl->n_batch;

@@ -99,7 +99,8 @@ typedef struct {
     mesh_sched_ev_type_t type;
     uint64_t id;     // the request's id from submit
     void *user;      // the request's user pointer
-    // TOKEN: the token, its logprob and top logprobs (sampler.h semantics),
+    // TOKEN: the token, its logprob and top logprobs (sampler.h semantics;
+    // computed only when the request's sampling.logprobs or n_logprobs asks),
     // and the text it releases (UTF-8 complete, stop strings removed; may be
     // empty while text is held back). DONE: text is what was still held
     // back (emit it too); token is -1.

@@ -496,7 +496,9 @@ static void *s_submit_thread(void *arg) {
     s_submitter_t *t = arg;
     for (int i = 0; i < t->n; i++) {
         mesh_sched_request_t r;
-        s_req(&r, t->prompt + i, 8, 10, &t->rx[i]);
+        s_rx_t scratch; // s_req clears its rx; the main thread reads t->rx
+        s_req(&r, t->prompt + i, 8, 10, &scratch);
+        r.user = &t->rx[i]; // zeroed before the thread started
         uint64_t id;
         int rc;
         while ((rc = mesh_sched_submit(t->s, &r, &id, NULL, 0)) == MESH_EBUSY)
@@ -514,6 +516,7 @@ static void test_submit_from_another_thread(void **state) {
     static int32_t prompt[N + 8];
     static s_rx_t rx[N];
     s_prompt(prompt, N + 8, 77);
+    memset(rx, 0, sizeof rx);
     mesh_sched_model_t m = s_model();
     mesh_sched_params_t p = {.max_queue = 8};
     mesh_sched_t *s = NULL;
