@@ -20,17 +20,10 @@
 // Spins before sleeping: long enough to cover the gap between two ops of one
 // forward pass (a few us), short enough not to burn a core when idle.
 #define S_SPIN_ITERS 20000
-// Busy-waits inside an op yield the core after this many pauses, so a pool
-// on a machine with other busy processes degrades gracefully instead of
-// spinning against a preempted peer.
-#define S_YIELD_AFTER 2000
-
-static inline void s_wait_step(int *spins) {
-    if (++*spins < S_YIELD_AFTER)
-        S_PAUSE();
-    else
-        sched_yield();
-}
+// Waits inside an op (end of run, barriers) spin this many pauses, then
+// sleep on a condition variable: on a machine with other busy processes a
+// preempted peer then costs one wake-up, not a time slice of spinning.
+#define S_YIELD_AFTER 4000
 
 typedef struct {
     mesh_tp_t *tp;
@@ -51,9 +44,37 @@ struct mesh_tp {
     _Atomic int bar_count;
     _Atomic unsigned bar_sense;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;         // workers waiting for a run
     _Atomic int sleepers;
+    pthread_cond_t done_cv;    // caller waiting for pending == 0
+    pthread_cond_t bar_cv;     // threads waiting in a barrier
+    _Atomic int waiters;       // threads asleep on done_cv or bar_cv
 };
+
+// Spins, then sleeps until *word != val (seq_cst pairs with s_notify).
+static void s_wait_change_u(mesh_tp_t *tp, _Atomic unsigned *word, unsigned val,
+                            pthread_cond_t *cv) {
+    for (int i = 0; i < S_YIELD_AFTER; i++) {
+        if (atomic_load_explicit(word, memory_order_acquire) != val)
+            return;
+        S_PAUSE();
+    }
+    pthread_mutex_lock(&tp->mu);
+    atomic_fetch_add(&tp->waiters, 1);
+    while (atomic_load(word) == val)
+        pthread_cond_wait(cv, &tp->mu);
+    atomic_fetch_sub(&tp->waiters, 1);
+    pthread_mutex_unlock(&tp->mu);
+}
+
+// Wakes sleepers of s_wait_* after the watched word changed.
+static void s_notify(mesh_tp_t *tp, pthread_cond_t *cv) {
+    if (atomic_load(&tp->waiters) > 0) {
+        pthread_mutex_lock(&tp->mu);
+        pthread_cond_broadcast(cv);
+        pthread_mutex_unlock(&tp->mu);
+    }
+}
 
 static void *s_main(void *p) {
     s_worker_t *w = p;
@@ -85,7 +106,8 @@ static void *s_main(void *p) {
             return NULL;
         if (w->ith < tp->nth)
             tp->fn(tp->arg, w->ith, tp->nth);
-        atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_release);
+        if (atomic_fetch_sub(&tp->pending, 1) == 1)
+            s_notify(tp, &tp->done_cv);
     }
 }
 
@@ -99,6 +121,8 @@ int mesh_tp_new(int n_threads, mesh_tp_t **out) {
     tp->n = n_threads;
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
+    pthread_cond_init(&tp->done_cv, NULL);
+    pthread_cond_init(&tp->bar_cv, NULL);
     tp->w = calloc((size_t)n_threads, sizeof *tp->w);
     if (!tp->w) {
         free(tp);
@@ -129,6 +153,8 @@ void mesh_tp_destroy(mesh_tp_t **p) {
         pthread_join(tp->w[i].th, NULL);
     pthread_mutex_destroy(&tp->mu);
     pthread_cond_destroy(&tp->cv);
+    pthread_cond_destroy(&tp->done_cv);
+    pthread_cond_destroy(&tp->bar_cv);
     free(tp->w);
     free(tp);
     *p = NULL;
@@ -162,9 +188,17 @@ void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
         pthread_mutex_unlock(&tp->mu);
     }
     fn(arg, 0, nth);
-    int spins = 0;
-    while (atomic_load_explicit(&tp->pending, memory_order_acquire) > 0)
-        s_wait_step(&spins);
+    for (int i = 0; i < S_YIELD_AFTER; i++) {
+        if (atomic_load_explicit(&tp->pending, memory_order_acquire) == 0)
+            return;
+        S_PAUSE();
+    }
+    pthread_mutex_lock(&tp->mu);
+    atomic_fetch_add(&tp->waiters, 1);
+    while (atomic_load(&tp->pending) > 0)
+        pthread_cond_wait(&tp->done_cv, &tp->mu);
+    atomic_fetch_sub(&tp->waiters, 1);
+    pthread_mutex_unlock(&tp->mu);
 }
 
 void mesh_tp_run(mesh_tp_t *tp, mesh_tp_fn fn, void *arg) {
@@ -178,10 +212,9 @@ void mesh_tp_barrier(mesh_tp_t *tp) {
     unsigned sense = atomic_load_explicit(&tp->bar_sense, memory_order_acquire);
     if (atomic_fetch_add_explicit(&tp->bar_count, 1, memory_order_acq_rel) == nth - 1) {
         atomic_store_explicit(&tp->bar_count, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&tp->bar_sense, 1, memory_order_release);
+        atomic_fetch_add(&tp->bar_sense, 1);
+        s_notify(tp, &tp->bar_cv);
     } else {
-        int spins = 0;
-        while (atomic_load_explicit(&tp->bar_sense, memory_order_acquire) == sense)
-            s_wait_step(&spins);
+        s_wait_change_u(tp, &tp->bar_sense, sense, &tp->bar_cv);
     }
 }
