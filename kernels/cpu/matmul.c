@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#define S_CB 48 // tokens per column block (48 rows of x stay in L1/L2)
+
 void mesh__cpu_row_to_f32(uint32_t type, const void *row, float *dst, int64_t k, int simd) {
     switch (type) {
     case MESH_QT_F32:
@@ -64,36 +66,46 @@ void mesh__cpu_mm_rows(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_
                        int64_t y_stride, float *ws) {
     const int64_t k = w->ne[0];
     const uint8_t *base = (const uint8_t *)mesh__cpu_ptr(w->data) + (size_t)m * w->nb[2];
-    for (int64_t r = r0; r < r1; r += MESH_CPU_MR) {
-        int nr = (int)(r1 - r < MESH_CPU_MR ? r1 - r : MESH_CPU_MR);
-        const uint8_t *wr = base + (size_t)r * w->nb[1];
 #if defined(MESH_CPU_X86)
-        const bool vec = c->simd >= MESH_SIMD_AVX2 && k % 8 == 0;
-        // Few tokens: bf16 rows are used in place (no conversion pass).
-        if (vec && w->type == MESH_QT_BF16 && n <= 2) {
-            mesh__cpu_dot_tile_bf16_avx2((const uint16_t *)wr, w->nb[1] / 2, nr, k, x, x_stride, n,
-                                         y + r, y_stride);
-            continue;
+    // Few tokens: bf16 rows are used in place (no conversion pass); same
+    // arithmetic as converting first, so results match the blocked path.
+    if (c->simd >= MESH_SIMD_AVX2 && k % 8 == 0 && w->type == MESH_QT_BF16 && n <= 2) {
+        for (int64_t r = r0; r < r1; r += MESH_CPU_MR) {
+            int nr = (int)(r1 - r < MESH_CPU_MR ? r1 - r : MESH_CPU_MR);
+            mesh__cpu_dot_tile_bf16_avx2((const uint16_t *)(base + (size_t)r * w->nb[1]),
+                                         w->nb[1] / 2, nr, k, x, x_stride, n, y + r, y_stride);
         }
-#else
-        const bool vec = false;
+        return;
+    }
 #endif
+    // Blocked: MESH_CPU_RB rows converted once, then column blocks of
+    // S_CB tokens so both operands stay in cache; the per-element arithmetic
+    // is the same tile kernel as ever, so results do not change.
+    for (int64_t rb = r0; rb < r1; rb += MESH_CPU_RB) {
+        int64_t re = rb + MESH_CPU_RB < r1 ? rb + MESH_CPU_RB : r1;
+        const uint8_t *wr = base + (size_t)rb * w->nb[1];
         const float *wf = ws;
         if (w->type == MESH_QT_F32 && w->nb[1] == (size_t)k * sizeof(float))
             wf = (const float *)wr; // f32 rows are contiguous already
         else
-            for (int i = 0; i < nr; i++)
-                mesh__cpu_row_to_f32(w->type, wr + (size_t)i * w->nb[1], ws + (int64_t)i * k, k,
-                                     c->simd);
+            for (int64_t i = 0; i < re - rb; i++)
+                mesh__cpu_row_to_f32(w->type, wr + (size_t)i * w->nb[1], ws + i * k, k, c->simd);
+        for (int c0 = 0; c0 < n; c0 += S_CB) {
+            int cn = n - c0 < S_CB ? n - c0 : S_CB;
+            const float *xc = x + (int64_t)c0 * x_stride;
+            float *yc = y + (int64_t)c0 * y_stride;
+            for (int64_t r = rb; r < re; r += MESH_CPU_MR) {
+                int nr = (int)(re - r < MESH_CPU_MR ? re - r : MESH_CPU_MR);
+                const float *wt = wf + (r - rb) * k;
 #if defined(MESH_CPU_X86)
-        if (vec) {
-            mesh__cpu_dot_tile_avx2(wf, nr, k, x, x_stride, n, y + r, y_stride);
-            continue;
-        }
-#else
-        (void)vec;
+                if (c->simd >= MESH_SIMD_AVX2 && k % 8 == 0) {
+                    mesh__cpu_dot_tile_avx2(wt, nr, k, xc, x_stride, cn, yc + r, y_stride);
+                    continue;
+                }
 #endif
-        s_dot_tile_scalar(wf, nr, k, x, x_stride, n, y + r, y_stride);
+                s_dot_tile_scalar(wt, nr, k, xc, x_stride, cn, yc + r, y_stride);
+            }
+        }
     }
 }
 
