@@ -68,7 +68,7 @@ static void s_codes32(uint32_t t, const uint8_t *blk, int8_t q[32], float *d, fl
     case MESH_QT_Q8_0: {
         const mesh_block_q8_0_t *b = (const void *)blk;
         memcpy(q, b->qs, 32);
-        *d = mesh_fp16_to_f32(b->d);
+        *d = mesh__h2f(b->d);
         break;
     }
     case MESH_QT_Q4_0: {
@@ -77,7 +77,7 @@ static void s_codes32(uint32_t t, const uint8_t *blk, int8_t q[32], float *d, fl
             q[j] = (int8_t)((b->qs[j] & 0xF) - 8);
             q[j + 16] = (int8_t)((b->qs[j] >> 4) - 8);
         }
-        *d = mesh_fp16_to_f32(b->d);
+        *d = mesh__h2f(b->d);
         break;
     }
     case MESH_QT_Q4_1: {
@@ -86,8 +86,8 @@ static void s_codes32(uint32_t t, const uint8_t *blk, int8_t q[32], float *d, fl
             q[j] = (int8_t)(b->qs[j] & 0xF);
             q[j + 16] = (int8_t)(b->qs[j] >> 4);
         }
-        *d = mesh_fp16_to_f32(b->d);
-        *m = mesh_fp16_to_f32(b->m);
+        *d = mesh__h2f(b->d);
+        *m = mesh__h2f(b->m);
         break;
     }
     case MESH_QT_Q5_0: {
@@ -97,7 +97,7 @@ static void s_codes32(uint32_t t, const uint8_t *blk, int8_t q[32], float *d, fl
             q[j] = (int8_t)(((b->qs[j] & 0xF) | ((qh >> j) & 1) << 4) - 16);
             q[j + 16] = (int8_t)(((b->qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
         }
-        *d = mesh_fp16_to_f32(b->d);
+        *d = mesh__h2f(b->d);
         break;
     }
     default: { // MESH_QT_Q5_1
@@ -107,8 +107,8 @@ static void s_codes32(uint32_t t, const uint8_t *blk, int8_t q[32], float *d, fl
             q[j] = (int8_t)((b->qs[j] & 0xF) | ((qh >> j) & 1) << 4);
             q[j + 16] = (int8_t)((b->qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
         }
-        *d = mesh_fp16_to_f32(b->d);
-        *m = mesh_fp16_to_f32(b->m);
+        *d = mesh__h2f(b->d);
+        *m = mesh__h2f(b->m);
         break;
     }
     }
@@ -135,7 +135,7 @@ static void s_gemm32(uint32_t t, int64_t k, const void *w, size_t wrb, int nr, c
                     isum += q[j] * xb->qs[j];
                     sx += xb->qs[j];
                 }
-                float dx = mesh_fp16_to_f32(xb->d);
+                float dx = mesh__h2f(xb->d);
                 float *acc = &y[(size_t)c * ys + r];
                 *acc = *acc + (dw * dx) * (float)isum;
                 if (has_min)
@@ -224,7 +224,7 @@ static inline float s_wf(uint32_t t, const uint8_t *row, int64_t i) {
     }
     uint16_t h;
     memcpy(&h, row + 2 * i, 2);
-    return t == MESH_QT_F16 ? mesh_fp16_to_f32(h) : mesh_bf16_to_f32(h);
+    return t == MESH_QT_F16 ? mesh__h2f(h) : mesh_bf16_to_f32(h);
 }
 
 static void s_gemm_float(uint32_t t, int64_t k, const void *w, size_t wrb, int nr, const void *x,

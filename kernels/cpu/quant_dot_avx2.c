@@ -32,7 +32,7 @@ S_INLINE __m256i s_reduce_arr(const __m256i *v) {
     return s_reduce8(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
 }
 
-S_INLINE float s_h2f(uint16_t h) { return _cvtsh_ss(h); }
+S_INLINE float s_h2f(uint16_t h) { return _cvtsh_ss(h); } // exact, as mesh__h2f
 
 // byte i = 0xFF when bit i of qh is set.
 S_INLINE __m256i s_bits32(uint32_t qh) {
@@ -118,8 +118,12 @@ S_INLINE void s_tile32(const uint32_t T, const int R, const int C, int64_t nb, c
         __m256i wq[4];
         float dw[4], mw[4] = {0, 0, 0, 0};
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
-            s_decode32(T, w + (size_t)r * wrb + (size_t)b * bs, &wq[r], &dw[r], &mw[r]);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + (size_t)r * wrb + (size_t)b * bs;
+            if ((b & 1) == 0)
+                _mm_prefetch((const char *)(wb + 8 * bs), _MM_HINT_T0);
+            s_decode32(T, wb, &wq[r], &dw[r], &mw[r]);
+        }
         __m256i sums[8], sxs[8];
         float dp[8] = {0, 0, 0, 0, 0, 0, 0, 0}, mp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma GCC unroll 8
@@ -219,6 +223,10 @@ S_INLINE void s_tile_k(const uint32_t T, const int R, const int C, int64_t nb, c
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             wb[r] = w + (size_t)r * wrb + (size_t)b * bs;
+            // Several rows stream at once: help the prefetcher a few blocks ahead.
+            _mm_prefetch((const char *)(wb[r] + 4 * bs), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wb[r] + 4 * bs + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wb[r] + 4 * bs + 128), _MM_HINT_T0);
             mesh__kq_prep(T, wb[r], &p[r]);
         }
         const mesh_block_q8_k_t *xb[4];

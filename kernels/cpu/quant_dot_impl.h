@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef void (*mesh__gemm_fn)(int64_t k, const void *w, size_t w_row_bytes, int n_rows,
                               const void *x, size_t x_row_bytes, int n_cols, float *y,
@@ -32,6 +33,27 @@ typedef struct {
     float d, dmin;  // dmin is 0 for OFFSET kinds
 } mesh__kq_prep_t;
 
+// Exact f16 -> f32 without branches on the normal path: the exponent is
+// rebiased by one multiply by 2^112 (exact, subnormals included); inf and
+// nan get the all-ones exponent. Same value as mesh_fp16_to_f32, inlined
+// because it runs once per block per row on the hot path.
+static inline float mesh__h2f(uint16_t h) {
+    uint32_t bits = (uint32_t)(h & 0x7fff) << 13;
+    float f;
+    if ((h & 0x7c00) == 0x7c00) {
+        bits |= 0x7f800000u;
+        memcpy(&f, &bits, 4);
+    } else {
+        memcpy(&f, &bits, 4);
+        f *= 0x1p112f;
+    }
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u |= (uint32_t)(h & 0x8000) << 16;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 static inline int mesh__kq_is_min_kind(uint32_t t) {
     return t == MESH_QT_Q2_K || t == MESH_QT_Q4_K || t == MESH_QT_Q5_K;
 }
@@ -45,8 +67,8 @@ static inline void mesh__kq_prep(uint32_t t, const void *blk, mesh__kq_prep_t *p
             p->sc[j] = (int16_t)(b->scales[j] & 0xF);
             p->mn[j] = (int16_t)(b->scales[j] >> 4);
         }
-        p->d = mesh_fp16_to_f32(b->d);
-        p->dmin = mesh_fp16_to_f32(b->dmin);
+        p->d = mesh__h2f(b->d);
+        p->dmin = mesh__h2f(b->dmin);
         break;
     }
     case MESH_QT_Q3_K: {
@@ -55,7 +77,7 @@ static inline void mesh__kq_prep(uint32_t t, const void *blk, mesh__kq_prep_t *p
             p->sc[j] = (int16_t)mesh_q3k_scale(j, b->scales);
             p->mn[j] = (int16_t)(4 * p->sc[j]);
         }
-        p->d = mesh_fp16_to_f32(b->d);
+        p->d = mesh__h2f(b->d);
         p->dmin = 0.0f;
         break;
     }
@@ -73,8 +95,8 @@ static inline void mesh__kq_prep(uint32_t t, const void *blk, mesh__kq_prep_t *p
             p->sc[2 * j] = p->sc[2 * j + 1] = sc;
             p->mn[2 * j] = p->mn[2 * j + 1] = m;
         }
-        p->d = mesh_fp16_to_f32(d);
-        p->dmin = mesh_fp16_to_f32(dm);
+        p->d = mesh__h2f(d);
+        p->dmin = mesh__h2f(dm);
         break;
     }
     default: { // MESH_QT_Q6_K
@@ -83,7 +105,7 @@ static inline void mesh__kq_prep(uint32_t t, const void *blk, mesh__kq_prep_t *p
             p->sc[j] = b->scales[j];
             p->mn[j] = (int16_t)(32 * b->scales[j]);
         }
-        p->d = mesh_fp16_to_f32(b->d);
+        p->d = mesh__h2f(b->d);
         p->dmin = 0.0f;
         break;
     }

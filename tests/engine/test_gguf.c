@@ -446,7 +446,17 @@ static void test_writer_roundtrip(void **state) {
     // A directory that does not exist: a clean error, nothing left behind.
     w = mesh_gguf_writer_new();
     assert_true(mesh_gguf_writer_begin(w, "no/such/dir/x.gguf") < 0);
+    assert_int_equal(mesh_gguf_writer_begin(w, path), 0); // may try again
+    assert_int_equal(mesh_gguf_writer_finish(w), 0);
     mesh_gguf_writer_destroy(&w);
+    mesh_gguf_t *g = NULL;
+    char err[256];
+    assert_int_equal(mesh_gguf_open(path, &g, err, sizeof err), 0);
+    assert_int_equal(mesh_gguf_n_kv(g), 0);
+    assert_int_equal(mesh_gguf_n_tensors(g), 0);
+    assert_string_equal(mesh_gguf_arch(g), "");
+    mesh_gguf_close(&g);
+    unlink(path);
 }
 
 // Copying every key and tensor of a llama.cpp-written file through the writer
