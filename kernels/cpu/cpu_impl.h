@@ -56,7 +56,7 @@ void mesh__cpu_quant_rows(const mesh_bweight_t *w, const float *x, int64_t x_str
                           uint8_t *dst, int ith, int nth);
 // Like mesh__cpu_mm_rows over pre-quantized activation rows (act, n rows).
 void mesh__cpu_mm_rows_q(const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
-                         const uint8_t *act, int n, float *y, int64_t y_stride);
+                         const uint8_t *act, size_t arow, int n, float *y, int64_t y_stride);
 
 // f32 dot kernels (matmul_avx2.c when available; scalar otherwise).
 // y[t*y_stride + i] = dot(w + i*k, x + t*x_stride) for i < nr (<= MR), t < n.

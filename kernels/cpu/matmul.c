@@ -136,8 +136,7 @@ void mesh__cpu_quant_rows(const mesh_bweight_t *w, const float *x, int64_t x_str
 }
 
 void mesh__cpu_mm_rows_q(const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
-                         const uint8_t *act, int n, float *y, int64_t y_stride) {
-    const size_t arow = mesh_cpu_act_row_size(w->type, w->ne[0]);
+                         const uint8_t *act, size_t arow, int n, float *y, int64_t y_stride) {
     const uint8_t *base = (const uint8_t *)mesh__cpu_ptr(w->data) + (size_t)m * w->nb[2];
     for (int64_t r = r0; r < r1; r += 16) { // 16 weight rows stay in L1 across all tokens
         int nr = (int)(r1 - r < 16 ? r1 - r : 16);
@@ -178,7 +177,7 @@ static void s_mm_task(void *p, int ith, int nth) {
             r1 = a->w->ne[1];
         if (a->fused)
             mesh__cpu_mm_rows_q(a->w, a->m0 + (int)mi, r0, r1,
-                                a->c->act + (size_t)mi * (size_t)a->n * a->arow, a->n,
+                                a->c->act + (size_t)mi * (size_t)a->n * a->arow, a->arow, a->n,
                                 a->y + mi * a->y_mat, a->y_stride);
         else
             mesh__cpu_mm_rows(a->c, a->w, a->m0 + (int)mi, r0, r1, a->x + mi * a->x_mat,

@@ -37,6 +37,7 @@ typedef struct {
     float *ys;       // [n][n_embd]
     // Quantized activations for fused weights (NULL: that weight uses f32 rows).
     uint8_t *q_gx, *q_ux, *q_dh, *q_gs, *q_us, *q_ds;
+    size_t a_gx, a_ux, a_dh, a_gs, a_us, a_ds; // their row bytes
 } s_moe_t;
 
 // Row bytes of w's activation format when w takes the fused path, else 0.
@@ -47,10 +48,10 @@ static size_t s_arow(const mesh_bweight_t *w) {
 // One matmul over rows [r0, r1) of matrix m, fused when q is set (q holds the
 // rows' quantized activations, row j at q + j * arow).
 static void s_mm(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
-                 const float *x, int64_t x_stride, const uint8_t *q, int n, float *y,
+                 const float *x, int64_t x_stride, const uint8_t *q, size_t arow, int n, float *y,
                  int64_t y_stride, float *ws) {
     if (q)
-        mesh__cpu_mm_rows_q(w, m, r0, r1, q, n, y, y_stride);
+        mesh__cpu_mm_rows_q(w, m, r0, r1, q, arow, n, y, y_stride);
     else
         mesh__cpu_mm_rows(c, w, m, r0, r1, x, x_stride, n, y, y_stride, ws);
 }
@@ -186,19 +187,18 @@ static void s_moe_task(void *pp, int ith, int nth) {
                 int64_t r0 = (u % ftiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < F ? r0 + MESH_CPU_MR : F;
                 const float *xe = s->xg + (int64_t)s->start[e] * D;
                 float *he = s->hg + (int64_t)s->start[e] * F, *ue = s->ug + (int64_t)s->start[e] * F;
-                const size_t ga = s_arow(a->gate_exps), ua = s_arow(a->up_exps);
                 s_mm(c, a->gate_exps, e, r0, r1, xe, D,
-                     s->q_gx ? s->q_gx + (size_t)s->start[e] * ga : NULL, cnt, he, F, ws);
+                     s->q_gx ? s->q_gx + (size_t)s->start[e] * s->a_gx : NULL, s->a_gx, cnt, he, F, ws);
                 s_mm(c, a->up_exps, e, r0, r1, xe, D,
-                     s->q_ux ? s->q_ux + (size_t)s->start[e] * ua : NULL, cnt, ue, F, ws);
+                     s->q_ux ? s->q_ux + (size_t)s->start[e] * s->a_ux : NULL, s->a_ux, cnt, ue, F, ws);
                 for (int j = 0; j < cnt; j++)
                     for (int64_t r = r0; r < r1; r++)
                         he[(int64_t)j * F + r] = s_silu(he[(int64_t)j * F + r]) * ue[(int64_t)j * F + r];
             } else {
                 int64_t r0 = (u - (int64_t)E * ftiles) * MESH_CPU_MR;
                 int64_t r1 = r0 + MESH_CPU_MR < FS ? r0 + MESH_CPU_MR : FS;
-                s_mm(c, a->gate_sh, 0, r0, r1, x, D, s->q_gs, n, s->hs, FS, ws);
-                s_mm(c, a->up_sh, 0, r0, r1, x, D, s->q_us, n, s->us, FS, ws);
+                s_mm(c, a->gate_sh, 0, r0, r1, x, D, s->q_gs, s->a_gs, n, s->hs, FS, ws);
+                s_mm(c, a->up_sh, 0, r0, r1, x, D, s->q_us, s->a_us, n, s->us, FS, ws);
                 for (int j = 0; j < n; j++)
                     for (int64_t r = r0; r < r1; r++)
                         s->hs[(int64_t)j * FS + r] = s_silu(s->hs[(int64_t)j * FS + r]) * s->us[(int64_t)j * FS + r];
@@ -226,10 +226,10 @@ static void s_moe_task(void *pp, int ith, int nth) {
                 if (!cnt)
                     continue;
                 s_mm(c, a->down_exps, e, r0, r1, s->hg + (int64_t)s->start[e] * F, F,
-                     s->q_dh ? s->q_dh + (size_t)s->start[e] * s_arow(a->down_exps) : NULL, cnt,
+                     s->q_dh ? s->q_dh + (size_t)s->start[e] * s->a_dh : NULL, s->a_dh, cnt,
                      s->yg + (int64_t)s->start[e] * D, D, ws);
             } else {
-                s_mm(c, a->down_sh, 0, r0, r1, s->hs, FS, s->q_ds, n, s->ys, D, ws);
+                s_mm(c, a->down_sh, 0, r0, r1, s->hs, FS, s->q_ds, s->a_ds, n, s->ys, D, ws);
             }
         }
     }
@@ -281,8 +281,13 @@ int mesh__cpu_moe(void *ctx, const mesh_moe_args_t *a) {
     // Quantized activation buffers (ctx->act, grown once to the largest batch).
     const mesh_bweight_t *sh_g = a->gate_sh, *sh_u = a->gate_sh ? a->up_sh : NULL,
                          *sh_d = a->gate_sh ? a->down_sh : NULL;
-    size_t sz[6] = {s_arow(a->gate_exps) * p, s_arow(a->up_exps) * p, s_arow(a->down_exps) * p,
-                    s_arow(sh_g) * n, s_arow(sh_u) * n, s_arow(sh_d) * n};
+    s.a_gx = s_arow(a->gate_exps);
+    s.a_ux = s_arow(a->up_exps);
+    s.a_dh = s_arow(a->down_exps);
+    s.a_gs = s_arow(sh_g);
+    s.a_us = s_arow(sh_u);
+    s.a_ds = s_arow(sh_d);
+    size_t sz[6] = {s.a_gx * p, s.a_ux * p, s.a_dh * p, s.a_gs * n, s.a_us * n, s.a_ds * n};
     // gate and up share one buffer when their activation formats agree
     bool share_x = sz[0] && mesh_cpu_act_type(a->gate_exps->type) == mesh_cpu_act_type(a->up_exps->type);
     bool share_s = sz[3] && sz[4] && mesh_cpu_act_type(sh_g->type) == mesh_cpu_act_type(sh_u->type);
