@@ -8,7 +8,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -49,7 +51,18 @@ struct mesh_tp {
     pthread_cond_t done_cv;    // caller waiting for pending == 0
     pthread_cond_t bar_cv;     // threads waiting in a barrier
     _Atomic int waiters;       // threads asleep on done_cv or bar_cv
+    int late_runs;             // consecutive runs where workers were not running yet
+    int solo_left;             // runs still to do on the caller alone (backoff)
 };
+
+// Backoff on an oversubscribed machine: when for S_LATE_RUNS runs in a row
+// the caller waited for the workers longer than its own share took (plus
+// S_LATE_NS), the workers are not getting CPU time and every op would wait a
+// scheduler time slice for them; the next S_SOLO_RUNS runs then use the
+// caller alone. Results do not depend on the thread count, only the speed.
+#define S_LATE_NS 20000
+#define S_LATE_RUNS 4
+#define S_SOLO_RUNS 1024
 
 // Spins, then sleeps until *word != val (seq_cst pairs with s_notify).
 static void s_wait_change_u(mesh_tp_t *tp, _Atomic unsigned *word, unsigned val,
@@ -164,11 +177,36 @@ int mesh_tp_n_threads(const mesh_tp_t *tp) {
     return tp->n;
 }
 
+static int64_t s_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// Caller: until every worker finished the current run.
+static void s_wait_done(mesh_tp_t *tp) {
+    for (int i = 0; i < S_YIELD_AFTER; i++) {
+        if (atomic_load_explicit(&tp->pending, memory_order_acquire) == 0)
+            return;
+        S_PAUSE();
+    }
+    pthread_mutex_lock(&tp->mu);
+    atomic_fetch_add(&tp->waiters, 1);
+    while (atomic_load(&tp->pending) > 0)
+        pthread_cond_wait(&tp->done_cv, &tp->mu);
+    atomic_fetch_sub(&tp->waiters, 1);
+    pthread_mutex_unlock(&tp->mu);
+}
+
 void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
     if (nth > tp->n)
         nth = tp->n;
     if (nth < 1)
         nth = 1;
+    if (tp->solo_left > 0) {
+        tp->solo_left--;
+        nth = 1;
+    }
     if (tp->n == 1 || nth == 1) {
         int save = tp->nth;
         tp->nth = 1;
@@ -187,18 +225,19 @@ void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
         pthread_cond_broadcast(&tp->cv);
         pthread_mutex_unlock(&tp->mu);
     }
+    int64_t t0 = s_now_ns();
     fn(arg, 0, nth);
-    for (int i = 0; i < S_YIELD_AFTER; i++) {
-        if (atomic_load_explicit(&tp->pending, memory_order_acquire) == 0)
-            return;
-        S_PAUSE();
+    int64_t t1 = s_now_ns();
+    s_wait_done(tp);
+    int64_t t2 = s_now_ns();
+    if (t2 - t1 > (t1 - t0) + S_LATE_NS) {
+        if (++tp->late_runs >= S_LATE_RUNS) {
+            tp->late_runs = 0;
+            tp->solo_left = S_SOLO_RUNS;
+        }
+    } else {
+        tp->late_runs = 0;
     }
-    pthread_mutex_lock(&tp->mu);
-    atomic_fetch_add(&tp->waiters, 1);
-    while (atomic_load(&tp->pending) > 0)
-        pthread_cond_wait(&tp->done_cv, &tp->mu);
-    atomic_fetch_sub(&tp->waiters, 1);
-    pthread_mutex_unlock(&tp->mu);
 }
 
 void mesh_tp_run(mesh_tp_t *tp, mesh_tp_fn fn, void *arg) {
