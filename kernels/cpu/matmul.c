@@ -156,14 +156,16 @@ typedef struct {
     size_t arow; // activation row bytes (fused)
 } s_mm_args_t;
 
+// Quantizes each matrix's activations once, shared by all threads after.
+static void s_quant_task(void *p, int ith, int nth) {
+    s_mm_args_t *a = p;
+    for (int mi = 0; mi < a->n_mat; mi++)
+        mesh__cpu_quant_rows(a->w, a->x + mi * a->x_mat, a->x_stride, a->n,
+                             a->c->act + (size_t)mi * (size_t)a->n * a->arow, ith, nth);
+}
+
 static void s_mm_task(void *p, int ith, int nth) {
     s_mm_args_t *a = p;
-    if (a->fused) { // quantize each matrix's activations once, shared by all threads
-        for (int mi = 0; mi < a->n_mat; mi++)
-            mesh__cpu_quant_rows(a->w, a->x + mi * a->x_mat, a->x_stride, a->n,
-                                 a->c->act + (size_t)mi * (size_t)a->n * a->arow, ith, nth);
-        mesh_tp_barrier(a->c->tp);
-    }
     int64_t tiles = (a->w->ne[1] + MESH_CPU_MR - 1) / MESH_CPU_MR;
     int64_t units = tiles * a->n_mat;
     int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
@@ -198,6 +200,7 @@ int mesh__cpu_matmul(void *ctx, const mesh_bweight_t *w, int m0, int n_mat, mesh
         int rc = mesh__cpu_act_reserve(c, a.arow * (size_t)n * (size_t)n_mat);
         if (rc)
             return rc;
+        mesh_tp_run_n(c->tp, n * n_mat >= 32 ? c->n_threads : 1, s_quant_task, &a);
     }
     // Tiny products are cheaper on one thread than a wake-up of the others.
     int64_t work = w->ne[0] * w->ne[1] * n_mat * (int64_t)n;
