@@ -76,7 +76,8 @@ int mesh_kv_seq_new(mesh_kv_t *kv, int32_t *seq_out);
 int mesh_kv_seq_free(mesh_kv_t *kv, int32_t seq);
 // Tokens cached for seq (positions [0, len)), or a negative code.
 int32_t mesh_kv_seq_len(const mesh_kv_t *kv, int32_t seq);
-// Forgets positions >= len (keeps the blocks that still hold tokens).
+// Forgets positions >= len; the sequence keeps its blocks and reuses them as
+// it grows again. MESH_EINVAL for len < 0; a len beyond the length is a no-op.
 int mesh_kv_seq_truncate(mesh_kv_t *kv, int32_t seq, int32_t len);
 uint32_t mesh_kv_capacity_tokens(const mesh_kv_t *kv); // whole pool
 uint32_t mesh_kv_free_tokens(const mesh_kv_t *kv);     // in unused blocks
@@ -101,6 +102,7 @@ typedef struct {
 // tokens of the same batch), extends sequence lengths, and writes
 // [n_flagged][n_vocab] float logits, rows in batch order of the flagged
 // tokens. Batches larger than max_batch are run in chunks (same results).
+// logits may be NULL when no token is flagged.
 // Errors: MESH_EINVAL (bad token id / seq / position gap: nothing changed),
 // MESH_ENOSPACE (the pool cannot hold the new tokens: nothing changed).
 int mesh_model_forward(mesh_model_t *m, mesh_kv_t *kv, const mesh_batch_t *b, float *logits);

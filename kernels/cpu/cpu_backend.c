@@ -79,7 +79,7 @@ static int s_weight_prepare(void *ctx, mesh_bweight_t *w) {
     if (w->ne[0] <= c->max_k)
         return 0;
     for (int i = 0; i < c->n_threads; i++) {
-        float *p = realloc(c->wscratch[i], sizeof(float) * MESH_CPU_MR * (size_t)w->ne[0]);
+        float *p = realloc(c->wscratch[i], sizeof(float) * MESH_CPU_RB * (size_t)w->ne[0]);
         if (!p)
             return MESH_ENOMEM;
         c->wscratch[i] = p;

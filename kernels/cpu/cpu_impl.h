@@ -18,13 +18,14 @@ struct mesh_bbuf {
     int owned;    // 1: malloc'ed by us; 0: wrapped host memory
 };
 
-#define MESH_CPU_MR 4 // weight rows per matmul tile
+#define MESH_CPU_MR 4  // weight rows per matmul tile
+#define MESH_CPU_RB 32 // weight rows converted per block (scratch)
 
 typedef struct {
     mesh_tp_t *tp;
     int n_threads;
     int64_t max_k;     // longest weight row seen by weight_prepare (elements)
-    float **wscratch;  // [n_threads][MESH_CPU_MR * max_k] dequantized weight rows
+    float **wscratch;  // [n_threads][MESH_CPU_RB * max_k] dequantized weight rows
     float **tscratch;  // [n_threads][tcap] misc per-thread rows
     int64_t tcap;      // floats in each tscratch
     int simd;          // mesh_simd_level_t in use
@@ -41,7 +42,7 @@ void mesh__cpu_row_to_f32(uint32_t type, const void *row, float *dst, int64_t k,
 
 // Single-thread matmul over weight rows [r0, r1) of matrix m:
 // y[t*y_stride + r] = dot(W_m row r, x[t*x_stride :]) for t < n.
-// ws: scratch of MESH_CPU_MR * k floats. Bit-identical per element whatever n.
+// ws: scratch of MESH_CPU_RB * k floats. Bit-identical per element whatever n.
 void mesh__cpu_mm_rows(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_t r0,
                        int64_t r1, const float *x, int64_t x_stride, int n, float *y,
                        int64_t y_stride, float *ws);
@@ -55,7 +56,7 @@ void mesh__cpu_quant_rows(const mesh_bweight_t *w, const float *x, int64_t x_str
                           uint8_t *dst, int ith, int nth);
 // Like mesh__cpu_mm_rows over pre-quantized activation rows (act, n rows).
 void mesh__cpu_mm_rows_q(const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
-                         const uint8_t *act, int n, float *y, int64_t y_stride);
+                         const uint8_t *act, size_t arow, int n, float *y, int64_t y_stride);
 
 // f32 dot kernels (matmul_avx2.c when available; scalar otherwise).
 // y[t*y_stride + i] = dot(w + i*k, x + t*x_stride) for i < nr (<= MR), t < n.

@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#define S_CB 48 // tokens per column block (48 rows of x stay in L1/L2)
+
 void mesh__cpu_row_to_f32(uint32_t type, const void *row, float *dst, int64_t k, int simd) {
     switch (type) {
     case MESH_QT_F32:
@@ -64,36 +66,46 @@ void mesh__cpu_mm_rows(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_
                        int64_t y_stride, float *ws) {
     const int64_t k = w->ne[0];
     const uint8_t *base = (const uint8_t *)mesh__cpu_ptr(w->data) + (size_t)m * w->nb[2];
-    for (int64_t r = r0; r < r1; r += MESH_CPU_MR) {
-        int nr = (int)(r1 - r < MESH_CPU_MR ? r1 - r : MESH_CPU_MR);
-        const uint8_t *wr = base + (size_t)r * w->nb[1];
 #if defined(MESH_CPU_X86)
-        const bool vec = c->simd >= MESH_SIMD_AVX2 && k % 8 == 0;
-        // Few tokens: bf16 rows are used in place (no conversion pass).
-        if (vec && w->type == MESH_QT_BF16 && n <= 2) {
-            mesh__cpu_dot_tile_bf16_avx2((const uint16_t *)wr, w->nb[1] / 2, nr, k, x, x_stride, n,
-                                         y + r, y_stride);
-            continue;
+    // Few tokens: bf16 rows are used in place (no conversion pass); same
+    // arithmetic as converting first, so results match the blocked path.
+    if (c->simd >= MESH_SIMD_AVX2 && k % 8 == 0 && w->type == MESH_QT_BF16 && n <= 2) {
+        for (int64_t r = r0; r < r1; r += MESH_CPU_MR) {
+            int nr = (int)(r1 - r < MESH_CPU_MR ? r1 - r : MESH_CPU_MR);
+            mesh__cpu_dot_tile_bf16_avx2((const uint16_t *)(base + (size_t)r * w->nb[1]),
+                                         w->nb[1] / 2, nr, k, x, x_stride, n, y + r, y_stride);
         }
-#else
-        const bool vec = false;
+        return;
+    }
 #endif
+    // Blocked: MESH_CPU_RB rows converted once, then column blocks of
+    // S_CB tokens so both operands stay in cache; the per-element arithmetic
+    // is the same tile kernel as ever, so results do not change.
+    for (int64_t rb = r0; rb < r1; rb += MESH_CPU_RB) {
+        int64_t re = rb + MESH_CPU_RB < r1 ? rb + MESH_CPU_RB : r1;
+        const uint8_t *wr = base + (size_t)rb * w->nb[1];
         const float *wf = ws;
         if (w->type == MESH_QT_F32 && w->nb[1] == (size_t)k * sizeof(float))
             wf = (const float *)wr; // f32 rows are contiguous already
         else
-            for (int i = 0; i < nr; i++)
-                mesh__cpu_row_to_f32(w->type, wr + (size_t)i * w->nb[1], ws + (int64_t)i * k, k,
-                                     c->simd);
+            for (int64_t i = 0; i < re - rb; i++)
+                mesh__cpu_row_to_f32(w->type, wr + (size_t)i * w->nb[1], ws + i * k, k, c->simd);
+        for (int c0 = 0; c0 < n; c0 += S_CB) {
+            int cn = n - c0 < S_CB ? n - c0 : S_CB;
+            const float *xc = x + (int64_t)c0 * x_stride;
+            float *yc = y + (int64_t)c0 * y_stride;
+            for (int64_t r = rb; r < re; r += MESH_CPU_MR) {
+                int nr = (int)(re - r < MESH_CPU_MR ? re - r : MESH_CPU_MR);
+                const float *wt = wf + (r - rb) * k;
 #if defined(MESH_CPU_X86)
-        if (vec) {
-            mesh__cpu_dot_tile_avx2(wf, nr, k, x, x_stride, n, y + r, y_stride);
-            continue;
-        }
-#else
-        (void)vec;
+                if (c->simd >= MESH_SIMD_AVX2 && k % 8 == 0) {
+                    mesh__cpu_dot_tile_avx2(wt, nr, k, xc, x_stride, cn, yc + r, y_stride);
+                    continue;
+                }
 #endif
-        s_dot_tile_scalar(wf, nr, k, x, x_stride, n, y + r, y_stride);
+                s_dot_tile_scalar(wt, nr, k, xc, x_stride, cn, yc + r, y_stride);
+            }
+        }
     }
 }
 
@@ -124,8 +136,7 @@ void mesh__cpu_quant_rows(const mesh_bweight_t *w, const float *x, int64_t x_str
 }
 
 void mesh__cpu_mm_rows_q(const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
-                         const uint8_t *act, int n, float *y, int64_t y_stride) {
-    const size_t arow = mesh_cpu_act_row_size(w->type, w->ne[0]);
+                         const uint8_t *act, size_t arow, int n, float *y, int64_t y_stride) {
     const uint8_t *base = (const uint8_t *)mesh__cpu_ptr(w->data) + (size_t)m * w->nb[2];
     for (int64_t r = r0; r < r1; r += 16) { // 16 weight rows stay in L1 across all tokens
         int nr = (int)(r1 - r < 16 ? r1 - r : 16);
@@ -145,14 +156,16 @@ typedef struct {
     size_t arow; // activation row bytes (fused)
 } s_mm_args_t;
 
+// Quantizes each matrix's activations once, shared by all threads after.
+static void s_quant_task(void *p, int ith, int nth) {
+    s_mm_args_t *a = p;
+    for (int mi = 0; mi < a->n_mat; mi++)
+        mesh__cpu_quant_rows(a->w, a->x + mi * a->x_mat, a->x_stride, a->n,
+                             a->c->act + (size_t)mi * (size_t)a->n * a->arow, ith, nth);
+}
+
 static void s_mm_task(void *p, int ith, int nth) {
     s_mm_args_t *a = p;
-    if (a->fused) { // quantize each matrix's activations once, shared by all threads
-        for (int mi = 0; mi < a->n_mat; mi++)
-            mesh__cpu_quant_rows(a->w, a->x + mi * a->x_mat, a->x_stride, a->n,
-                                 a->c->act + (size_t)mi * (size_t)a->n * a->arow, ith, nth);
-        mesh_tp_barrier(a->c->tp);
-    }
     int64_t tiles = (a->w->ne[1] + MESH_CPU_MR - 1) / MESH_CPU_MR;
     int64_t units = tiles * a->n_mat;
     int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
@@ -166,7 +179,7 @@ static void s_mm_task(void *p, int ith, int nth) {
             r1 = a->w->ne[1];
         if (a->fused)
             mesh__cpu_mm_rows_q(a->w, a->m0 + (int)mi, r0, r1,
-                                a->c->act + (size_t)mi * (size_t)a->n * a->arow, a->n,
+                                a->c->act + (size_t)mi * (size_t)a->n * a->arow, a->arow, a->n,
                                 a->y + mi * a->y_mat, a->y_stride);
         else
             mesh__cpu_mm_rows(a->c, a->w, a->m0 + (int)mi, r0, r1, a->x + mi * a->x_mat,
@@ -187,6 +200,7 @@ int mesh__cpu_matmul(void *ctx, const mesh_bweight_t *w, int m0, int n_mat, mesh
         int rc = mesh__cpu_act_reserve(c, a.arow * (size_t)n * (size_t)n_mat);
         if (rc)
             return rc;
+        mesh_tp_run_n(c->tp, n * n_mat >= 32 ? c->n_threads : 1, s_quant_task, &a);
     }
     // Tiny products are cheaper on one thread than a wake-up of the others.
     int64_t work = w->ne[0] * w->ne[1] * n_mat * (int64_t)n;

@@ -104,8 +104,9 @@ static void s_attn_task(void *pp, int ith, int nth) {
     const int grp = aa->grp;
     const int ngrp = (a->n_head + grp - 1) / grp;
     int64_t units = (int64_t)a->n * ngrp;
-    int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
-    for (int64_t u = u0; u < u1; u++) {
+    // Strided split: later tokens attend to more positions, so contiguous
+    // ranges would leave the last thread with most of a prompt's work.
+    for (int64_t u = ith; u < units; u += nth) {
         int t = (int)(u / ngrp), h0 = (int)(u % ngrp) * grp;
         int nh = a->n_head - h0 < grp ? a->n_head - h0 : grp;
         const float *qh = q + ((int64_t)t * a->n_head + h0) * a->d_kv;

@@ -57,14 +57,33 @@ void mesh__cpu_attn_heads_avx2(const float *q, int nh, int64_t q_head, float *o,
             float *oh = o + h * o_head;
             float sc[S_CHUNK + 8];
             float cmax = -INFINITY;
-            for (int j = 0; j < cn; j++) {
+            int j = 0;
+            // Four rows at a time: independent fma chains; each score's own
+            // chain is unchanged, so the result does not depend on grouping.
+            for (; j + 4 <= cn; j += 4) {
+                const float *r0 = rows[j], *r1 = rows[j + 1], *r2 = rows[j + 2], *r3 = rows[j + 3];
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                for (int i = 0; i < d_kv; i += 8) {
+                    __m256 qv = _mm256_loadu_ps(qh + i);
+                    a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r0 + i), a0);
+                    a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r1 + i), a1);
+                    a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r2 + i), a2);
+                    a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r3 + i), a3);
+                }
+                sc[j] = s_hsum(a0) * scale;
+                sc[j + 1] = s_hsum(a1) * scale;
+                sc[j + 2] = s_hsum(a2) * scale;
+                sc[j + 3] = s_hsum(a3) * scale;
+            }
+            for (; j < cn; j++) {
                 const float *r = rows[j];
                 __m256 acc = _mm256_setzero_ps();
                 for (int i = 0; i < d_kv; i += 8)
                     acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(r + i), acc);
                 sc[j] = s_hsum(acc) * scale;
-                cmax = sc[j] > cmax ? sc[j] : cmax;
             }
+            for (j = 0; j < cn; j++)
+                cmax = sc[j] > cmax ? sc[j] : cmax;
             float nm = cmax > m[h] ? cmax : m[h];
             float rs = expf(m[h] - nm);
             l[h] *= rs;
@@ -78,13 +97,42 @@ void mesh__cpu_attn_heads_avx2(const float *q, int nh, int64_t q_head, float *o,
             __m256 vnm = _mm256_set1_ps(nm);
             for (int j = 0; j < cn; j += 8)
                 _mm256_storeu_ps(sc + j, s_exp(_mm256_sub_ps(_mm256_loadu_ps(sc + j), vnm)));
-            for (int j = 0; j < cn; j++) {
+            for (j = 0; j < cn; j++)
                 l[h] += sc[j];
-                __m256 vp = _mm256_set1_ps(sc[j]);
-                const float *cr = rows[j];
-                for (int i = 0; i < kv_lora; i += 8)
-                    _mm256_storeu_ps(oh + i, _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + i),
-                                                             _mm256_loadu_ps(oh + i)));
+            // o += p_j c_j, 64 latent dims at a time held in registers (each
+            // element still sums over j in order).
+            int i0 = 0;
+            for (; i0 + 64 <= kv_lora; i0 += 64) {
+                __m256 o0 = _mm256_loadu_ps(oh + i0), o1 = _mm256_loadu_ps(oh + i0 + 8),
+                       o2 = _mm256_loadu_ps(oh + i0 + 16), o3 = _mm256_loadu_ps(oh + i0 + 24),
+                       o4 = _mm256_loadu_ps(oh + i0 + 32), o5 = _mm256_loadu_ps(oh + i0 + 40),
+                       o6 = _mm256_loadu_ps(oh + i0 + 48), o7 = _mm256_loadu_ps(oh + i0 + 56);
+                for (j = 0; j < cn; j++) {
+                    __m256 vp = _mm256_set1_ps(sc[j]);
+                    const float *cr = rows[j] + i0;
+                    o0 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr), o0);
+                    o1 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + 8), o1);
+                    o2 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + 16), o2);
+                    o3 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + 24), o3);
+                    o4 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + 32), o4);
+                    o5 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + 40), o5);
+                    o6 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + 48), o6);
+                    o7 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + 56), o7);
+                }
+                _mm256_storeu_ps(oh + i0, o0);
+                _mm256_storeu_ps(oh + i0 + 8, o1);
+                _mm256_storeu_ps(oh + i0 + 16, o2);
+                _mm256_storeu_ps(oh + i0 + 24, o3);
+                _mm256_storeu_ps(oh + i0 + 32, o4);
+                _mm256_storeu_ps(oh + i0 + 40, o5);
+                _mm256_storeu_ps(oh + i0 + 48, o6);
+                _mm256_storeu_ps(oh + i0 + 56, o7);
+            }
+            for (; i0 < kv_lora; i0 += 8) {
+                __m256 o0 = _mm256_loadu_ps(oh + i0);
+                for (j = 0; j < cn; j++)
+                    o0 = _mm256_fmadd_ps(_mm256_set1_ps(sc[j]), _mm256_loadu_ps(rows[j] + i0), o0);
+                _mm256_storeu_ps(oh + i0, o0);
             }
             m[h] = nm;
         }

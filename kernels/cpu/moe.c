@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// CPU mixture of experts for one layer over a batch, in one pool run with
-// phases separated by barriers:
+// CPU mixture of experts for one layer over a batch, in phases (one pool run
+// each; the small ones on the caller alone):
 //   1. router logits, gating (sigmoid/softmax), top-k by score + selection
 //      bias, weights (unbiased scores, optionally normalised, scaled);
 //   2. group (token, k) pairs by expert (counting sort, thread 0) and gather
@@ -37,7 +37,14 @@ typedef struct {
     float *ys;       // [n][n_embd]
     // Quantized activations for fused weights (NULL: that weight uses f32 rows).
     uint8_t *q_gx, *q_ux, *q_dh, *q_gs, *q_us, *q_ds;
+    size_t a_gx, a_ux, a_dh, a_gs, a_us, a_ds; // their row bytes
+    int phase;       // S_P_* being run
 } s_moe_t;
+
+// Phases, one pool run each (a run per phase rather than barriers inside
+// one run lets the pool fall back to one thread on an oversubscribed machine).
+enum { S_P_ROUTER, S_P_ROUTE, S_P_GROUP, S_P_GATHER, S_P_QUANT_IN, S_P_GATE_UP, S_P_QUANT_H,
+       S_P_DOWN, S_P_COMBINE };
 
 // Row bytes of w's activation format when w takes the fused path, else 0.
 static size_t s_arow(const mesh_bweight_t *w) {
@@ -47,10 +54,10 @@ static size_t s_arow(const mesh_bweight_t *w) {
 // One matmul over rows [r0, r1) of matrix m, fused when q is set (q holds the
 // rows' quantized activations, row j at q + j * arow).
 static void s_mm(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
-                 const float *x, int64_t x_stride, const uint8_t *q, int n, float *y,
+                 const float *x, int64_t x_stride, const uint8_t *q, size_t arow, int n, float *y,
                  int64_t y_stride, float *ws) {
     if (q)
-        mesh__cpu_mm_rows_q(w, m, r0, r1, q, n, y, y_stride);
+        mesh__cpu_mm_rows_q(w, m, r0, r1, q, arow, n, y, y_stride);
     else
         mesh__cpu_mm_rows(c, w, m, r0, r1, x, x_stride, n, y, y_stride, ws);
 }
@@ -125,21 +132,25 @@ static void s_moe_task(void *pp, int ith, int nth) {
     const int n = a->n, E = a->n_expert, K = a->n_used, D = a->n_embd, F = a->n_ff;
     const float *x = mesh__cpu_ptr(a->x);
     float *ws = c->wscratch[ith];
+    const int FS = a->gate_sh ? a->n_ff_sh : 0;
+    const int64_t ftiles = (F + MESH_CPU_MR - 1) / MESH_CPU_MR;
+    const int64_t stiles = (FS + MESH_CPU_MR - 1) / MESH_CPU_MR;
+    const int64_t dtiles = (D + MESH_CPU_MR - 1) / MESH_CPU_MR;
 
-    // 1. router
-    {
+    switch (s->phase) {
+    case S_P_ROUTER: { // 1. router logits
         int64_t tiles = (E + MESH_CPU_MR - 1) / MESH_CPU_MR;
         int64_t t0 = tiles * ith / nth, t1 = tiles * (ith + 1) / nth;
         int64_t r1 = t1 * MESH_CPU_MR < E ? t1 * MESH_CPU_MR : E;
         if (t0 < t1)
             mesh__cpu_mm_rows(c, a->router, 0, t0 * MESH_CPU_MR, r1, x, D, n, s->logit, E, ws);
+        break;
     }
-    mesh_tp_barrier(c->tp);
-    for (int t = (int)((int64_t)n * ith / nth); t < (int)((int64_t)n * (ith + 1) / nth); t++)
-        s_route(s, t);
-    mesh_tp_barrier(c->tp);
-    // 2. group by expert
-    if (ith == 0) {
+    case S_P_ROUTE: // gating, top-k, weights
+        for (int t = (int)((int64_t)n * ith / nth); t < (int)((int64_t)n * (ith + 1) / nth); t++)
+            s_route(s, t);
+        break;
+    case S_P_GROUP: { // 2. group by expert (one thread: O(n * n_used))
         memset(s->cnt, 0, sizeof(int32_t) * (size_t)E);
         for (int i = 0; i < n * K; i++)
             s->cnt[s->sel[i]]++;
@@ -153,13 +164,13 @@ static void s_moe_task(void *pp, int ith, int nth) {
             s->pair[p] = i;
             s->slot[i] = p;
         }
+        break;
     }
-    mesh_tp_barrier(c->tp);
-    for (int p = (int)((int64_t)n * K * ith / nth); p < (int)((int64_t)n * K * (ith + 1) / nth); p++)
-        memcpy(s->xg + (int64_t)p * D, x + (int64_t)(s->pair[p] / K) * D, sizeof(float) * (size_t)D);
-    mesh_tp_barrier(c->tp);
-    const int FS = a->gate_sh ? a->n_ff_sh : 0;
-    if (s->q_gx || s->q_ux || s->q_gs || s->q_us) {
+    case S_P_GATHER:
+        for (int p = (int)((int64_t)n * K * ith / nth); p < (int)((int64_t)n * K * (ith + 1) / nth); p++)
+            memcpy(s->xg + (int64_t)p * D, x + (int64_t)(s->pair[p] / K) * D, sizeof(float) * (size_t)D);
+        break;
+    case S_P_QUANT_IN:
         // Each input row is quantized once for its weight's activation format.
         if (s->q_gx)
             mesh__cpu_quant_rows(a->gate_exps, s->xg, D, n * K, s->q_gx, ith, nth);
@@ -169,12 +180,8 @@ static void s_moe_task(void *pp, int ith, int nth) {
             mesh__cpu_quant_rows(a->gate_sh, x, D, n, s->q_gs, ith, nth);
         if (s->q_us && s->q_us != s->q_gs)
             mesh__cpu_quant_rows(a->up_sh, x, D, n, s->q_us, ith, nth);
-        mesh_tp_barrier(c->tp);
-    }
-    // 3. gate/up (+ silu) per expert row tile; shared expert as one more "expert"
-    const int64_t ftiles = (F + MESH_CPU_MR - 1) / MESH_CPU_MR;
-    const int64_t stiles = (FS + MESH_CPU_MR - 1) / MESH_CPU_MR;
-    {
+        break;
+    case S_P_GATE_UP: { // 3. gate/up (+ silu) per expert row tile; shared expert as one more
         int64_t units = (int64_t)E * ftiles + stiles;
         int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
         for (int64_t u = u0; u < u1; u++) {
@@ -186,36 +193,32 @@ static void s_moe_task(void *pp, int ith, int nth) {
                 int64_t r0 = (u % ftiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < F ? r0 + MESH_CPU_MR : F;
                 const float *xe = s->xg + (int64_t)s->start[e] * D;
                 float *he = s->hg + (int64_t)s->start[e] * F, *ue = s->ug + (int64_t)s->start[e] * F;
-                const size_t ga = s_arow(a->gate_exps), ua = s_arow(a->up_exps);
                 s_mm(c, a->gate_exps, e, r0, r1, xe, D,
-                     s->q_gx ? s->q_gx + (size_t)s->start[e] * ga : NULL, cnt, he, F, ws);
+                     s->q_gx ? s->q_gx + (size_t)s->start[e] * s->a_gx : NULL, s->a_gx, cnt, he, F, ws);
                 s_mm(c, a->up_exps, e, r0, r1, xe, D,
-                     s->q_ux ? s->q_ux + (size_t)s->start[e] * ua : NULL, cnt, ue, F, ws);
+                     s->q_ux ? s->q_ux + (size_t)s->start[e] * s->a_ux : NULL, s->a_ux, cnt, ue, F, ws);
                 for (int j = 0; j < cnt; j++)
                     for (int64_t r = r0; r < r1; r++)
                         he[(int64_t)j * F + r] = s_silu(he[(int64_t)j * F + r]) * ue[(int64_t)j * F + r];
             } else {
                 int64_t r0 = (u - (int64_t)E * ftiles) * MESH_CPU_MR;
                 int64_t r1 = r0 + MESH_CPU_MR < FS ? r0 + MESH_CPU_MR : FS;
-                s_mm(c, a->gate_sh, 0, r0, r1, x, D, s->q_gs, n, s->hs, FS, ws);
-                s_mm(c, a->up_sh, 0, r0, r1, x, D, s->q_us, n, s->us, FS, ws);
+                s_mm(c, a->gate_sh, 0, r0, r1, x, D, s->q_gs, s->a_gs, n, s->hs, FS, ws);
+                s_mm(c, a->up_sh, 0, r0, r1, x, D, s->q_us, s->a_us, n, s->us, FS, ws);
                 for (int j = 0; j < n; j++)
                     for (int64_t r = r0; r < r1; r++)
                         s->hs[(int64_t)j * FS + r] = s_silu(s->hs[(int64_t)j * FS + r]) * s->us[(int64_t)j * FS + r];
             }
         }
+        break;
     }
-    mesh_tp_barrier(c->tp);
-    if (s->q_dh || s->q_ds) {
+    case S_P_QUANT_H:
         if (s->q_dh)
             mesh__cpu_quant_rows(a->down_exps, s->hg, F, n * K, s->q_dh, ith, nth);
         if (s->q_ds)
             mesh__cpu_quant_rows(a->down_sh, s->hs, FS, n, s->q_ds, ith, nth);
-        mesh_tp_barrier(c->tp);
-    }
-    // 4. down
-    const int64_t dtiles = (D + MESH_CPU_MR - 1) / MESH_CPU_MR;
-    {
+        break;
+    case S_P_DOWN: { // 4. down projections
         int64_t units = (int64_t)E * dtiles + (FS ? dtiles : 0);
         int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
         for (int64_t u = u0; u < u1; u++) {
@@ -226,28 +229,33 @@ static void s_moe_task(void *pp, int ith, int nth) {
                 if (!cnt)
                     continue;
                 s_mm(c, a->down_exps, e, r0, r1, s->hg + (int64_t)s->start[e] * F, F,
-                     s->q_dh ? s->q_dh + (size_t)s->start[e] * s_arow(a->down_exps) : NULL, cnt,
+                     s->q_dh ? s->q_dh + (size_t)s->start[e] * s->a_dh : NULL, s->a_dh, cnt,
                      s->yg + (int64_t)s->start[e] * D, D, ws);
             } else {
-                s_mm(c, a->down_sh, 0, r0, r1, s->hs, FS, s->q_ds, n, s->ys, D, ws);
+                s_mm(c, a->down_sh, 0, r0, r1, s->hs, FS, s->q_ds, s->a_ds, n, s->ys, D, ws);
             }
         }
+        break;
     }
-    mesh_tp_barrier(c->tp);
-    // 5. combine
-    float *out = mesh__cpu_ptr(a->out);
-    for (int t = (int)((int64_t)n * ith / nth); t < (int)((int64_t)n * (ith + 1) / nth); t++) {
-        float *o = out + (int64_t)t * D;
-        if (FS)
-            memcpy(o, s->ys + (int64_t)t * D, sizeof(float) * (size_t)D);
-        else
-            memset(o, 0, sizeof(float) * (size_t)D);
-        for (int k = 0; k < K; k++) {
-            const float *ye = s->yg + (int64_t)s->slot[t * K + k] * D;
-            float w = s->wsel[t * K + k];
-            for (int i = 0; i < D; i++)
-                o[i] += w * ye[i];
-        }
+    case S_P_COMBINE: { // 5. shared + weighted experts, k in order
+        float *out = mesh__cpu_ptr(a->out);
+        for (int t = (int)((int64_t)n * ith / nth); t < (int)((int64_t)n * (ith + 1) / nth); t++) {
+            float *o = out + (int64_t)t * D;
+            if (FS)
+                memcpy(o, s->ys + (int64_t)t * D, sizeof(float) * (size_t)D);
+            else
+                memset(o, 0, sizeof(float) * (size_t)D);
+            for (int k = 0; k < K; k++) {
+                const float *ye = s->yg + (int64_t)s->slot[t * K + k] * D;
+                float w = s->wsel[t * K + k];
+                for (int i = 0; i < D; i++)
+                    o[i] += w * ye[i];
+            }
+    }
+        break;
+    }
+    default:
+        break;
     }
 }
 
@@ -281,8 +289,13 @@ int mesh__cpu_moe(void *ctx, const mesh_moe_args_t *a) {
     // Quantized activation buffers (ctx->act, grown once to the largest batch).
     const mesh_bweight_t *sh_g = a->gate_sh, *sh_u = a->gate_sh ? a->up_sh : NULL,
                          *sh_d = a->gate_sh ? a->down_sh : NULL;
-    size_t sz[6] = {s_arow(a->gate_exps) * p, s_arow(a->up_exps) * p, s_arow(a->down_exps) * p,
-                    s_arow(sh_g) * n, s_arow(sh_u) * n, s_arow(sh_d) * n};
+    s.a_gx = s_arow(a->gate_exps);
+    s.a_ux = s_arow(a->up_exps);
+    s.a_dh = s_arow(a->down_exps);
+    s.a_gs = s_arow(sh_g);
+    s.a_us = s_arow(sh_u);
+    s.a_ds = s_arow(sh_d);
+    size_t sz[6] = {s.a_gx * p, s.a_ux * p, s.a_dh * p, s.a_gs * n, s.a_us * n, s.a_ds * n};
     // gate and up share one buffer when their activation formats agree
     bool share_x = sz[0] && mesh_cpu_act_type(a->gate_exps->type) == mesh_cpu_act_type(a->up_exps->type);
     bool share_s = sz[3] && sz[4] && mesh_cpu_act_type(sh_g->type) == mesh_cpu_act_type(sh_u->type);
@@ -302,6 +315,19 @@ int mesh__cpu_moe(void *ctx, const mesh_moe_args_t *a) {
         s.q_ux = s.q_gx;
     if (share_s)
         s.q_us = s.q_gs;
-    mesh_tp_run(c->tp, s_moe_task, &s);
+    // Small phases run on the caller: waking the pool costs more than they do.
+    const int nt = c->n_threads, big = a->n >= 32 ? nt : 1;
+    const int64_t rwork = (int64_t)a->n * a->n_expert * a->n_embd;
+    const int plan[][2] = {{S_P_ROUTER, rwork < 16384 ? 1 : nt}, {S_P_ROUTE, big}, {S_P_GROUP, 1},
+                           {S_P_GATHER, big}, {S_P_QUANT_IN, big}, {S_P_GATE_UP, nt},
+                           {S_P_QUANT_H, big}, {S_P_DOWN, nt}, {S_P_COMBINE, big}};
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        if (plan[i][0] == S_P_QUANT_IN && !(s.q_gx || s.q_ux || s.q_gs || s.q_us))
+            continue;
+        if (plan[i][0] == S_P_QUANT_H && !(s.q_dh || s.q_ds))
+            continue;
+        s.phase = plan[i][0];
+        mesh_tp_run_n(c->tp, plan[i][1], s_moe_task, &s);
+    }
     return 0;
 }

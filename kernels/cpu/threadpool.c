@@ -8,7 +8,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -20,17 +22,10 @@
 // Spins before sleeping: long enough to cover the gap between two ops of one
 // forward pass (a few us), short enough not to burn a core when idle.
 #define S_SPIN_ITERS 20000
-// Busy-waits inside an op yield the core after this many pauses, so a pool
-// on a machine with other busy processes degrades gracefully instead of
-// spinning against a preempted peer.
-#define S_YIELD_AFTER 2000
-
-static inline void s_wait_step(int *spins) {
-    if (++*spins < S_YIELD_AFTER)
-        S_PAUSE();
-    else
-        sched_yield();
-}
+// Waits inside an op (end of run, barriers) spin this many pauses, then
+// sleep on a condition variable: on a machine with other busy processes a
+// preempted peer then costs one wake-up, not a time slice of spinning.
+#define S_YIELD_AFTER 4000
 
 typedef struct {
     mesh_tp_t *tp;
@@ -51,9 +46,48 @@ struct mesh_tp {
     _Atomic int bar_count;
     _Atomic unsigned bar_sense;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_cond_t cv;         // workers waiting for a run
     _Atomic int sleepers;
+    pthread_cond_t done_cv;    // caller waiting for pending == 0
+    pthread_cond_t bar_cv;     // threads waiting in a barrier
+    _Atomic int waiters;       // threads asleep on done_cv or bar_cv
+    int late_runs;             // consecutive runs where workers were not running yet
+    int solo_left;             // runs still to do on the caller alone (backoff)
 };
+
+// Backoff on an oversubscribed machine: when for S_LATE_RUNS runs in a row
+// the caller waited for the workers longer than its own share took (plus
+// S_LATE_NS), the workers are not getting CPU time and every op would wait a
+// scheduler time slice for them; the next S_SOLO_RUNS runs then use the
+// caller alone. Results do not depend on the thread count, only the speed.
+#define S_LATE_NS 20000
+#define S_LATE_RUNS 4
+#define S_SOLO_RUNS 1024
+
+// Spins, then sleeps until *word != val (seq_cst pairs with s_notify).
+static void s_wait_change_u(mesh_tp_t *tp, _Atomic unsigned *word, unsigned val,
+                            pthread_cond_t *cv) {
+    for (int i = 0; i < S_YIELD_AFTER; i++) {
+        if (atomic_load_explicit(word, memory_order_acquire) != val)
+            return;
+        S_PAUSE();
+    }
+    pthread_mutex_lock(&tp->mu);
+    atomic_fetch_add(&tp->waiters, 1);
+    while (atomic_load(word) == val)
+        pthread_cond_wait(cv, &tp->mu);
+    atomic_fetch_sub(&tp->waiters, 1);
+    pthread_mutex_unlock(&tp->mu);
+}
+
+// Wakes sleepers of s_wait_* after the watched word changed.
+static void s_notify(mesh_tp_t *tp, pthread_cond_t *cv) {
+    if (atomic_load(&tp->waiters) > 0) {
+        pthread_mutex_lock(&tp->mu);
+        pthread_cond_broadcast(cv);
+        pthread_mutex_unlock(&tp->mu);
+    }
+}
 
 static void *s_main(void *p) {
     s_worker_t *w = p;
@@ -85,7 +119,8 @@ static void *s_main(void *p) {
             return NULL;
         if (w->ith < tp->nth)
             tp->fn(tp->arg, w->ith, tp->nth);
-        atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_release);
+        if (atomic_fetch_sub(&tp->pending, 1) == 1)
+            s_notify(tp, &tp->done_cv);
     }
 }
 
@@ -99,6 +134,8 @@ int mesh_tp_new(int n_threads, mesh_tp_t **out) {
     tp->n = n_threads;
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
+    pthread_cond_init(&tp->done_cv, NULL);
+    pthread_cond_init(&tp->bar_cv, NULL);
     tp->w = calloc((size_t)n_threads, sizeof *tp->w);
     if (!tp->w) {
         free(tp);
@@ -129,6 +166,8 @@ void mesh_tp_destroy(mesh_tp_t **p) {
         pthread_join(tp->w[i].th, NULL);
     pthread_mutex_destroy(&tp->mu);
     pthread_cond_destroy(&tp->cv);
+    pthread_cond_destroy(&tp->done_cv);
+    pthread_cond_destroy(&tp->bar_cv);
     free(tp->w);
     free(tp);
     *p = NULL;
@@ -138,11 +177,36 @@ int mesh_tp_n_threads(const mesh_tp_t *tp) {
     return tp->n;
 }
 
+static int64_t s_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// Caller: until every worker finished the current run.
+static void s_wait_done(mesh_tp_t *tp) {
+    for (int i = 0; i < S_YIELD_AFTER; i++) {
+        if (atomic_load_explicit(&tp->pending, memory_order_acquire) == 0)
+            return;
+        S_PAUSE();
+    }
+    pthread_mutex_lock(&tp->mu);
+    atomic_fetch_add(&tp->waiters, 1);
+    while (atomic_load(&tp->pending) > 0)
+        pthread_cond_wait(&tp->done_cv, &tp->mu);
+    atomic_fetch_sub(&tp->waiters, 1);
+    pthread_mutex_unlock(&tp->mu);
+}
+
 void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
     if (nth > tp->n)
         nth = tp->n;
     if (nth < 1)
         nth = 1;
+    if (tp->solo_left > 0) {
+        tp->solo_left--;
+        nth = 1;
+    }
     if (tp->n == 1 || nth == 1) {
         int save = tp->nth;
         tp->nth = 1;
@@ -161,10 +225,19 @@ void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
         pthread_cond_broadcast(&tp->cv);
         pthread_mutex_unlock(&tp->mu);
     }
+    int64_t t0 = s_now_ns();
     fn(arg, 0, nth);
-    int spins = 0;
-    while (atomic_load_explicit(&tp->pending, memory_order_acquire) > 0)
-        s_wait_step(&spins);
+    int64_t t1 = s_now_ns();
+    s_wait_done(tp);
+    int64_t t2 = s_now_ns();
+    if (t2 - t1 > (t1 - t0) + S_LATE_NS) {
+        if (++tp->late_runs >= S_LATE_RUNS) {
+            tp->late_runs = 0;
+            tp->solo_left = S_SOLO_RUNS;
+        }
+    } else {
+        tp->late_runs = 0;
+    }
 }
 
 void mesh_tp_run(mesh_tp_t *tp, mesh_tp_fn fn, void *arg) {
@@ -178,10 +251,9 @@ void mesh_tp_barrier(mesh_tp_t *tp) {
     unsigned sense = atomic_load_explicit(&tp->bar_sense, memory_order_acquire);
     if (atomic_fetch_add_explicit(&tp->bar_count, 1, memory_order_acq_rel) == nth - 1) {
         atomic_store_explicit(&tp->bar_count, 0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&tp->bar_sense, 1, memory_order_release);
+        atomic_fetch_add(&tp->bar_sense, 1);
+        s_notify(tp, &tp->bar_cv);
     } else {
-        int spins = 0;
-        while (atomic_load_explicit(&tp->bar_sense, memory_order_acquire) == sense)
-            s_wait_step(&spins);
+        s_wait_change_u(tp, &tp->bar_sense, sense, &tp->bar_cv);
     }
 }
