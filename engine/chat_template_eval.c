@@ -250,7 +250,10 @@ static void s_repr_str(rs_t *rs, buf_t *b, str_t s) {
 void mesh_tmpl__to_str(rs_t *rs, buf_t *b, val_t v, bool repr) {
     char num[40];
     switch (v.kind) {
-    case TV_UNDEF: return;
+    case TV_UNDEF:
+        if (repr) // inside a list or dict, Python shows Jinja's Undefined object
+            s_puts(rs, b, "Undefined");
+        return;
     case TV_NONE: s_puts(rs, b, "None"); return;
     case TV_BOOL: s_puts(rs, b, v.u.b ? "True" : "False"); return;
     case TV_INT: snprintf(num, sizeof num, "%lld", (long long)v.u.i); s_puts(rs, b, num); return;
@@ -1025,6 +1028,22 @@ static int s_eval(rs_t *rs, frame_t *f, const node_t *n, val_t *out) {
         if (s_eval(rs, f, n->a, &a) || s_eval(rs, f, n->b, &b))
             return rs->rc;
         return s_binary(rs, n, a, b, out);
+    }
+    case E_CHAIN: {
+        val_t left, right;
+        if (s_eval(rs, f, n->a, &left))
+            return rs->rc;
+        for (size_t i = 0; i < n->n_args; i++) {
+            if (s_eval(rs, f, n->args[i], &right))
+                return rs->rc;
+            mesh_tmpl__node_t op = {.kind = E_BINARY, .line = n->line, .op = n->ops[i]};
+            if (s_binary(rs, &op, left, right, out))
+                return rs->rc;
+            if (!out->u.b)
+                return 0;
+            left = right;
+        }
+        return 0;
     }
     case E_AND:
     case E_OR: {

@@ -105,6 +105,7 @@ typedef enum {
     E_COND,     // b if a else c (c may be NULL: undefined)
     E_LIST,     // args; op = 1 for a tuple literal
     E_DICT,     // kwnames = keys (string literals), kwargs = values
+    E_CHAIN,    // chained comparison a op0 args[0] op1 args[1] ... (ops[n_args])
 } mesh_tmpl__nkind_t;
 
 typedef struct mesh_tmpl__node mesh_tmpl__node_t;
@@ -126,6 +127,7 @@ struct mesh_tmpl__node {
     size_t n_body;
     mesh_tmpl__node_t **orelse; // [n_orelse]
     size_t n_orelse;
+    int *ops; // [n_args] comparison operators of an E_CHAIN
 };
 
 struct mesh_tmpl {

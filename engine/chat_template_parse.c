@@ -943,8 +943,11 @@ static mesh_tmpl__node_t *s_math1(s_ps_t *ps) {
 }
 
 static mesh_tmpl__node_t *s_compare(s_ps_t *ps) {
-    mesh_tmpl__node_t *n = s_math1(ps);
-    for (;;) {
+    mesh_tmpl__node_t *first = s_math1(ps);
+    mesh_tmpl__node_t *rhs[64];
+    int ops[64], line = first ? first->line : 0;
+    size_t n = 0;
+    while (first) {
         s_tok_t *t = s_peek(ps);
         int op = 0;
         if (s_is_op(t, "=="))
@@ -963,12 +966,38 @@ static mesh_tmpl__node_t *s_compare(s_ps_t *ps) {
             op = 'i';
         else if (s_is_name(t, "not") && s_is_name(&ps->toks[ps->pos + 1], "in"))
             op = 'I';
-        if (!n || !op)
-            return n;
+        if (!op)
+            break;
+        if (n == 64) {
+            s_fail(ps, t->line, "comparison chain too long");
+            return NULL;
+        }
+        if (!n)
+            line = t->line;
         ps->pos += op == 'I' ? 2 : 1;
-        // Chained comparisons (a < b < c) are rare in templates: evaluate pairwise left to right.
-        n = s_binary(ps, op, n, s_math1(ps), t->line);
+        if (!(rhs[n] = s_math1(ps)))
+            return NULL;
+        ops[n++] = op;
     }
+    if (!first || n == 0)
+        return first;
+    if (n == 1)
+        return s_binary(ps, ops[0], first, rhs[0], line);
+    // a < b < c means (a < b) and (b < c) with b evaluated once, as in Python.
+    mesh_tmpl__node_t *ch = s_node(ps, E_CHAIN, line);
+    if (!ch)
+        return NULL;
+    ch->a = first;
+    ch->n_args = n;
+    ch->args = mesh_tmpl__alloc(ps->a, n * sizeof *ch->args);
+    ch->ops = mesh_tmpl__alloc(ps->a, n * sizeof *ch->ops);
+    if (!ch->args || !ch->ops) {
+        ps->rc = MESH_ENOMEM;
+        return NULL;
+    }
+    memcpy(ch->args, rhs, n * sizeof *rhs);
+    memcpy(ch->ops, ops, n * sizeof *ops);
+    return ch;
 }
 
 static mesh_tmpl__node_t *s_not(s_ps_t *ps) {
@@ -1328,6 +1357,12 @@ int mesh_tmpl__parse(mesh_tmpl_t *t, const char *src, size_t len, const mesh_tmp
     if (opts)
         o = *opts;
     s_ps_t ps = {.t = t, .a = &t->arena, .err = err, .err_len = err_len};
+    // Jinja's keep_trailing_newline=False (transformers keeps the default):
+    // one newline at the very end of the source is dropped.
+    if (len && src[len - 1] == '\n')
+        len -= (len >= 2 && src[len - 2] == '\r') ? 2 : 1;
+    else if (len && src[len - 1] == '\r')
+        len--;
     int rc = s_lex(&ps, src, len, &o);
     if (!rc) {
         s_nvec_t v = {0};
