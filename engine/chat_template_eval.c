@@ -518,6 +518,8 @@ static int s_repeat(rs_t *rs, int line, val_t seq, int64_t times, val_t *out) {
     if (times < 0)
         times = 0;
     size_t unit = seq.kind == TV_STR ? seq.u.s.n : seq.u.l->n;
+    if (unit == 0) // '' * 10**18 is '' at once, not a long loop
+        times = 0;
     if (unit && (uint64_t)times > (uint64_t)(S_MAX_OUTPUT / unit))
         return mesh_tmpl__fail(rs, MESH_ERANGE, line, "repetition result too large");
     size_t total = unit * (size_t)times;
@@ -676,9 +678,16 @@ static int s_binary(rs_t *rs, const node_t *n, val_t a, val_t b, val_t *out) {
                 *out = (val_t){.kind = TV_FLOAT, .u.f = pow((double)x, (double)y)};
                 return 0;
             }
+            // Square-and-multiply: O(log y) even for 1 ** 10**18.
+            int64_t base = x, e = y;
             r = 1;
-            for (int64_t k = 0; k < y && !ovf; k++)
-                ovf = __builtin_mul_overflow(r, x, &r);
+            while (e > 0 && !ovf) {
+                if (e & 1)
+                    ovf = __builtin_mul_overflow(r, base, &r);
+                e >>= 1;
+                if (e > 0 && !ovf)
+                    ovf = __builtin_mul_overflow(base, base, &base);
+            }
             break;
         }
         }

@@ -382,12 +382,26 @@ static void test_render_errors(void **state) {
     s_expect_render_error("{{ x.nosuchmethod() }}", "{\"x\": \"s\"}", "string has no method 'nosuchmethod'");
     s_expect_render_error("{% set x = 1 %}{% set x.a = 2 %}", NULL, "not a namespace");
     s_expect_render_error("{{ 9223372036854775807 + 1 }}", NULL, "integer overflow");
+    s_expect_render_error("{{ 2 ** 63 }}", NULL, "integer overflow");
     s_expect_render_error("{{ [1][::0] }}", NULL, "slice step cannot be zero");
     s_expect_render_error("{{ x | tojson }}", NULL, "not JSON serializable");
     s_expect_render_error("{{ l.append(1) }}", "{\"l\": []}", "would modify a list");
     s_expect_render_error("{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}", NULL, "nested deeper than");
     s_expect_render_error("{% macro f(a) %}{% endmacro %}{{ f(1, 2) }}", NULL, "takes 1 arguments, 2 given");
     s_expect_render_error("{{ 'x' * 100000000 }}", NULL, "too large");
+    {
+        char err[128];
+        char *o = s_render("[{{ '' * 1000000000000000000 }}{{ [] * 1000000000000000000 }}]", NULL, 1, err,
+                           sizeof err, NULL);
+        assert_non_null(o);
+        assert_string_equal(o, "[[]]");
+        free(o);
+        o = s_render("{{ 1 ** 1000000000000000000 }}|{{ (-1) ** 1000000000000000001 }}|{{ 3 ** 39 }}|{{ (-2) ** 63 }}",
+                     NULL, 1, err, sizeof err, NULL);
+        assert_non_null(o);
+        assert_string_equal(o, "1|-1|4052555153018976267|-9223372036854775808");
+        free(o);
+    }
     s_expect_render_error("{% for i in range(100000000) %}{% endfor %}", NULL, "range() of more than");
     s_expect_render_error("{{ 'a' < 1 }}", NULL, "unsupported operand types for ordering");
     s_expect_render_error("{% break %}", NULL, "outside a loop");
