@@ -484,11 +484,21 @@ int mesh_tmpl__filter(rs_t *rs, const mesh_tmpl__node_t *n, val_t v, val_t *args
         *out = mesh_tmpl__mklist(rs, items->n);
         if (out->kind != TV_LIST)
             return s_oom(rs, line);
+        // Jinja compares strings case-insensitively unless case_sensitive=true.
+        const val_t *cs = ARG(0, "case_sensitive");
+        bool fold = !(cs && mesh_tmpl__truthy(*cs));
         size_t k = 0; // O(n^2): fine for the short lists templates hold
         for (size_t i = 0; i < items->n; i++) {
             bool seen = false;
-            for (size_t j = 0; j < k && !seen; j++)
-                seen = mesh_tmpl__equal(out->u.l->v[j], items->v[i]);
+            for (size_t j = 0; j < k && !seen; j++) {
+                val_t a = out->u.l->v[j], b = items->v[i];
+                if (fold && a.kind == TV_STR && b.kind == TV_STR) {
+                    seen = a.u.s.n == b.u.s.n;
+                    for (size_t c = 0; seen && c < a.u.s.n; c++)
+                        seen = tolower((unsigned char)a.u.s.p[c]) == tolower((unsigned char)b.u.s.p[c]);
+                } else
+                    seen = mesh_tmpl__equal(a, b);
+            }
             if (!seen)
                 out->u.l->v[k++] = items->v[i];
         }

@@ -275,6 +275,9 @@ static const s_case_t s_cases[] = {
     {"{% for i in range(true) %}{{ i }}{% endfor %}",
      "{}", 0,
      "0"},
+    {"{{ ['a', 'A', 'b', 'B', 'a'] | unique | list }}|{{ ['a', 'A'] | unique(case_sensitive=true) | list }}",
+     "{}", 0,
+     "['a', 'b']|['a', 'A']"},
 };
 
 // Renders tmpl with vars; returns the output (caller frees) or NULL with err.
