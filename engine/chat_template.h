@@ -14,7 +14,17 @@
 // separators, `raise_exception(msg)` and `strftime_now(fmt)` globals.
 // Undefined values behave like Jinja's default Undefined (falsy, render as
 // "", `is defined` false), except that an attribute or item of an undefined
-// value is undefined too instead of an error.
+// value is undefined too instead of an error. Scoping follows Jinja: a `set`
+// inside a loop lasts one iteration, macros see their defining scope, and a
+// name a scope assigns directly is undefined in nested loops/macros until the
+// assignment runs. One trailing newline of the source is dropped
+// (keep_trailing_newline=False).
+//
+// Not supported (an error naming the construct, never a silent guess):
+// include/import/extends/block/call/filter/raw/with tags, recursive loops,
+// loop.cycle, Python's "%" string formatting, tuple assignment, list
+// mutation (append, ...). Case mapping (upper, lower, title, capitalize) is
+// ASCII-only; other letters pass through unchanged.
 //
 // Thread safety: a compiled template is immutable; several threads may render
 // it at once. Rendering allocates from a per-call arena freed at the end.

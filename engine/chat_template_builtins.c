@@ -139,7 +139,8 @@ static val_t s_bool(bool b) { return (val_t){.kind = TV_BOOL, .u.b = b}; }
 static val_t s_intv(int64_t i) { return (val_t){.kind = TV_INT, .u.i = i}; }
 
 static int s_case(rs_t *rs, int line, str_t s, int mode, val_t *out) {
-    // mode: 0 upper, 1 lower, 2 title, 3 capitalize
+    // mode: 0 upper, 1 lower, 2 title (str.title), 3 capitalize, 4 Jinja's
+    // |title filter (a word starts after whitespace or one of "-({[<")
     char *c = mesh_tmpl__alloc(&rs->arena, s.n + 1);
     if (!c)
         return s_oom(rs, line);
@@ -153,7 +154,13 @@ static int s_case(rs_t *rs, int line, str_t s, int mode, val_t *out) {
         case 2:
             c[i] = (char)(ch < 0x80 ? (prev_alpha ? tolower(ch) : toupper(ch)) : ch);
             break;
-        default: c[i] = (char)(ch < 0x80 ? (i == 0 ? toupper(ch) : tolower(ch)) : ch); break;
+        case 3: c[i] = (char)(ch < 0x80 ? (i == 0 ? toupper(ch) : tolower(ch)) : ch); break;
+        default: {
+            bool start = i == 0 || strchr("-({[<", s.p[i - 1]) || isspace((unsigned char)s.p[i - 1]);
+            bool split = strchr("-({[<", ch) || isspace(ch);
+            c[i] = (char)(ch < 0x80 && !split ? (start ? toupper(ch) : tolower(ch)) : ch);
+            break;
+        }
         }
         prev_alpha = alpha || ch >= 0x80;
     }
@@ -300,6 +307,8 @@ static val_t s_attr_path(val_t v, str_t path) {
 static int s_select(rs_t *rs, const mesh_tmpl__node_t *n, val_t v, val_t *args, size_t n_args,
                     bool by_attr, bool reject, val_t *out) {
     mesh_tmpl__list_t *items;
+    if (!mesh_tmpl__truthy(v)) // Jinja: a falsy input selects nothing
+        v = s_undef;
     if (mesh_tmpl__iter_list(rs, n->line, v, &items))
         return rs->rc;
     size_t a0 = 0;
@@ -442,6 +451,8 @@ int mesh_tmpl__filter(rs_t *rs, const mesh_tmpl__node_t *n, val_t v, val_t *args
         return s_select(rs, n, v, args, n_args, false, IS("reject"), out);
     if (IS("map")) {
         mesh_tmpl__list_t *items;
+        if (!mesh_tmpl__truthy(v)) // Jinja: a falsy input maps to nothing
+            v = s_undef;
         if (mesh_tmpl__iter_list(rs, line, v, &items))
             return rs->rc;
         const val_t *attr = ARG(99, "attribute"), *dflt = ARG(99, "default");
@@ -473,11 +484,21 @@ int mesh_tmpl__filter(rs_t *rs, const mesh_tmpl__node_t *n, val_t v, val_t *args
         *out = mesh_tmpl__mklist(rs, items->n);
         if (out->kind != TV_LIST)
             return s_oom(rs, line);
+        // Jinja compares strings case-insensitively unless case_sensitive=true.
+        const val_t *cs = ARG(0, "case_sensitive");
+        bool fold = !(cs && mesh_tmpl__truthy(*cs));
         size_t k = 0; // O(n^2): fine for the short lists templates hold
         for (size_t i = 0; i < items->n; i++) {
             bool seen = false;
-            for (size_t j = 0; j < k && !seen; j++)
-                seen = mesh_tmpl__equal(out->u.l->v[j], items->v[i]);
+            for (size_t j = 0; j < k && !seen; j++) {
+                val_t a = out->u.l->v[j], b = items->v[i];
+                if (fold && a.kind == TV_STR && b.kind == TV_STR) {
+                    seen = a.u.s.n == b.u.s.n;
+                    for (size_t c = 0; seen && c < a.u.s.n; c++)
+                        seen = tolower((unsigned char)a.u.s.p[c]) == tolower((unsigned char)b.u.s.p[c]);
+                } else
+                    seen = mesh_tmpl__equal(a, b);
+            }
             if (!seen)
                 out->u.l->v[k++] = items->v[i];
         }
@@ -650,7 +671,7 @@ int mesh_tmpl__filter(rs_t *rs, const mesh_tmpl__node_t *n, val_t v, val_t *args
     if (IS("lower"))
         return s_case(rs, line, v.u.s, 1, out);
     if (IS("title"))
-        return s_case(rs, line, v.u.s, 2, out);
+        return s_case(rs, line, v.u.s, 4, out);
     if (IS("capitalize"))
         return s_case(rs, line, v.u.s, 3, out);
     if (IS("trim")) {
@@ -750,7 +771,7 @@ int mesh_tmpl__test(rs_t *rs, int line, str_t name, val_t v, val_t *args, size_t
     else if (IS("iterable"))
         *out = k == TV_STR || k == TV_LIST || (k == TV_DICT && !v.u.d->is_ns) || k == TV_UNDEF;
     else if (IS("sequence"))
-        *out = k == TV_STR || k == TV_LIST || (k == TV_DICT && !v.u.d->is_ns);
+        *out = k == TV_STR || k == TV_LIST || (k == TV_DICT && !v.u.d->is_ns) || k == TV_UNDEF;
     else if (IS("callable"))
         *out = k == TV_MACRO || k == TV_FUNC;
     else if (IS("lower") || IS("upper")) {
@@ -1087,9 +1108,12 @@ int mesh_tmpl__call_func(rs_t *rs, int line, int id, val_t *args, size_t n_args,
     }
     case TF_RANGE: {
         int64_t a = 0, b = 0, st = 1;
-        for (size_t i = 0; i < n_args; i++)
+        for (size_t i = 0; i < n_args; i++) {
+            if (args[i].kind == TV_BOOL) // Python's bool is an int
+                args[i] = s_intv(args[i].u.b);
             if (args[i].kind != TV_INT)
                 return s_bad(rs, line, "range", "integers", args[i]);
+        }
         if (n_args == 1)
             b = args[0].u.i;
         else if (n_args == 2 || n_args == 3)

@@ -164,7 +164,7 @@ bool mesh_tmpl__equal(val_t a, val_t b) {
                 return false;
         }
         return true;
-    case TV_MACRO: return a.u.m == b.u.m;
+    case TV_MACRO: return a.u.m->node == b.u.m->node;
     case TV_FUNC: return a.u.i == b.u.i;
     default: return false;
     }
@@ -250,7 +250,10 @@ static void s_repr_str(rs_t *rs, buf_t *b, str_t s) {
 void mesh_tmpl__to_str(rs_t *rs, buf_t *b, val_t v, bool repr) {
     char num[40];
     switch (v.kind) {
-    case TV_UNDEF: return;
+    case TV_UNDEF:
+        if (repr) // inside a list or dict, Python shows Jinja's Undefined object
+            s_puts(rs, b, "Undefined");
+        return;
     case TV_NONE: s_puts(rs, b, "None"); return;
     case TV_BOOL: s_puts(rs, b, v.u.b ? "True" : "False"); return;
     case TV_INT: snprintf(num, sizeof num, "%lld", (long long)v.u.i); s_puts(rs, b, num); return;
@@ -483,11 +486,20 @@ static int s_frame_set(rs_t *rs, frame_t *f, str_t name, val_t v) {
     return 0;
 }
 
+// Finds a variable from frame f outwards. A name that an enclosing scope
+// owns (assigns directly, see node.decl) but has not assigned yet is
+// undefined in nested scopes, as in Jinja; the scope itself still sees the
+// outer value until its own assignment runs. O(depth x names).
 static val_t s_lookup(frame_t *f, str_t name) {
-    for (; f; f = f->parent)
-        for (size_t i = f->n; i-- > 0;)
-            if (f->names[i].n == name.n && !memcmp(f->names[i].p, name.p, name.n))
-                return f->vals[i];
+    for (frame_t *g = f; g; g = g->parent) {
+        for (size_t i = g->n; i-- > 0;)
+            if (g->names[i].n == name.n && !memcmp(g->names[i].p, name.p, name.n))
+                return g->vals[i];
+        if (g != f)
+            for (size_t i = 0; i < g->n_decl; i++)
+                if (g->decl[i].n == name.n && !memcmp(g->decl[i].p, name.p, name.n))
+                    return s_undef;
+    }
     return s_undef;
 }
 
@@ -515,6 +527,8 @@ static int s_repeat(rs_t *rs, int line, val_t seq, int64_t times, val_t *out) {
     if (times < 0)
         times = 0;
     size_t unit = seq.kind == TV_STR ? seq.u.s.n : seq.u.l->n;
+    if (unit == 0) // '' * 10**18 is '' at once, not a long loop
+        times = 0;
     if (unit && (uint64_t)times > (uint64_t)(S_MAX_OUTPUT / unit))
         return mesh_tmpl__fail(rs, MESH_ERANGE, line, "repetition result too large");
     size_t total = unit * (size_t)times;
@@ -673,9 +687,16 @@ static int s_binary(rs_t *rs, const node_t *n, val_t a, val_t b, val_t *out) {
                 *out = (val_t){.kind = TV_FLOAT, .u.f = pow((double)x, (double)y)};
                 return 0;
             }
+            // Square-and-multiply: O(log y) even for 1 ** 10**18.
+            int64_t base = x, e = y;
             r = 1;
-            for (int64_t k = 0; k < y && !ovf; k++)
-                ovf = __builtin_mul_overflow(r, x, &r);
+            while (e > 0 && !ovf) {
+                if (e & 1)
+                    ovf = __builtin_mul_overflow(r, base, &r);
+                e >>= 1;
+                if (e > 0 && !ovf)
+                    ovf = __builtin_mul_overflow(base, base, &base);
+            }
             break;
         }
         }
@@ -863,17 +884,20 @@ static int s_args(rs_t *rs, frame_t *f, const node_t *n, val_t **args, val_t **k
     return 0;
 }
 
-static int s_call_macro(rs_t *rs, int line, const node_t *m, val_t *args, size_t n_args,
+static int s_call_macro(rs_t *rs, int line, const mesh_tmpl__macro_t *mc, val_t *args, size_t n_args,
                         str_t *kwn, val_t *kwv, size_t n_kw, val_t *out) {
+    const node_t *m = mc->node;
     if (rs->depth >= S_MAX_CALL_DEPTH)
         return mesh_tmpl__fail(rs, MESH_ERANGE, line, "macro calls nested deeper than %d",
                                S_MAX_CALL_DEPTH);
     if (n_args > m->n_names)
         return mesh_tmpl__fail(rs, MESH_EFORMAT, line, "macro '%.*s' takes %zu arguments, %zu given",
                                (int)m->name.n, m->name.p, m->n_names, n_args);
-    frame_t *f = s_frame(rs, rs->globals);
+    frame_t *f = s_frame(rs, mc->scope);
     if (!f)
         return s_oom(rs, line);
+    f->decl = m->decl;
+    f->n_decl = m->n_decl;
     for (size_t i = 0; i < m->n_names; i++) {
         val_t v = s_undef;
         if (i < n_args) {
@@ -1026,6 +1050,22 @@ static int s_eval(rs_t *rs, frame_t *f, const node_t *n, val_t *out) {
             return rs->rc;
         return s_binary(rs, n, a, b, out);
     }
+    case E_CHAIN: {
+        val_t left, right;
+        if (s_eval(rs, f, n->a, &left))
+            return rs->rc;
+        for (size_t i = 0; i < n->n_args; i++) {
+            if (s_eval(rs, f, n->args[i], &right))
+                return rs->rc;
+            mesh_tmpl__node_t op = {.kind = E_BINARY, .line = n->line, .op = n->ops[i]};
+            if (s_binary(rs, &op, left, right, out))
+                return rs->rc;
+            if (!out->u.b)
+                return 0;
+            left = right;
+        }
+        return 0;
+    }
     case E_AND:
     case E_OR: {
         val_t a;
@@ -1092,9 +1132,6 @@ static int s_exec_for(rs_t *rs, frame_t *f, const node_t *n, buf_t *out) {
         return rs->rc;
     // Inline filter ({% for x in xs if cond %}): applied first, so loop.length
     // and loop.last see only the kept items, as in Jinja.
-    frame_t *lf = s_frame(rs, f);
-    if (!lf)
-        return s_oom(rs, n->line);
     if (n->b) {
         val_t kept = mesh_tmpl__mklist(rs, items->n);
         if (kept.kind != TV_LIST)
@@ -1130,6 +1167,8 @@ static int s_exec_for(rs_t *rs, frame_t *f, const node_t *n, buf_t *out) {
         val_t loop = mesh_tmpl__mkdict(rs);
         if (!it_f || loop.kind != TV_DICT)
             return s_oom(rs, n->line);
+        it_f->decl = n->decl;
+        it_f->n_decl = n->n_decl;
         int64_t len = (int64_t)items->n, ii = (int64_t)i;
         val_t vals[9] = {
             {.kind = TV_INT, .u.i = ii + 1},
@@ -1229,7 +1268,12 @@ static int s_exec(rs_t *rs, frame_t *f, node_t *const *body, size_t nb, buf_t *o
             break;
         }
         case N_MACRO: {
-            val_t m = {.kind = TV_MACRO, .u.m = n};
+            mesh_tmpl__macro_t *mc = mesh_tmpl__alloc(&rs->arena, sizeof *mc);
+            if (!mc)
+                return s_oom(rs, n->line);
+            mc->node = n;
+            mc->scope = f;
+            val_t m = {.kind = TV_MACRO, .u.m = mc};
             if (s_frame_set(rs, f, n->name, m))
                 return s_oom(rs, n->line);
             break;
@@ -1251,6 +1295,12 @@ static int s_exec(rs_t *rs, frame_t *f, node_t *const *body, size_t nb, buf_t *o
 // Entry point used by chat_template.c: renders t with globals already set in rs.
 int mesh_tmpl__run(rs_t *rs, const mesh_tmpl_t *t, buf_t *out);
 int mesh_tmpl__run(rs_t *rs, const mesh_tmpl_t *t, buf_t *out) {
+    if (!rs->ctx && !(rs->ctx = s_frame(rs, NULL)))
+        return s_oom(rs, 0);
+    if (!(rs->globals = s_frame(rs, rs->ctx)))
+        return s_oom(rs, 0);
+    rs->globals->decl = t->decl;
+    rs->globals->n_decl = t->n_decl;
     int st = s_exec(rs, rs->globals, t->body, t->n_body, out);
     if (rs->rc)
         return rs->rc;
@@ -1261,14 +1311,14 @@ int mesh_tmpl__run(rs_t *rs, const mesh_tmpl_t *t, buf_t *out) {
     return 0;
 }
 
-// Sets a top-level variable (chat_template.c).
+// Sets a render variable (chat_template.c).
 int mesh_tmpl__set_global(rs_t *rs, const char *name, val_t v);
 int mesh_tmpl__set_global(rs_t *rs, const char *name, val_t v) {
-    if (!rs->globals && !(rs->globals = s_frame(rs, NULL)))
+    if (!rs->ctx && !(rs->ctx = s_frame(rs, NULL)))
         return MESH_ENOMEM;
     size_t n = strlen(name);
     char *c = mesh_tmpl__strdup(&rs->arena, name, n);
     if (!c)
         return MESH_ENOMEM;
-    return s_frame_set(rs, rs->globals, (str_t){c, n}, v);
+    return s_frame_set(rs, rs->ctx, (str_t){c, n}, v);
 }

@@ -59,9 +59,17 @@ typedef struct {
         mesh_tmpl__str_t s;
         mesh_tmpl__list_t *l;
         mesh_tmpl__dict_t *d;
-        const struct mesh_tmpl__node *m;
+        const struct mesh_tmpl__macro *m;
     } u;
 } mesh_tmpl__val_t;
+
+// A macro value: its definition and the scope it was defined in (macros see
+// that scope's variables at call time, as Jinja closures do).
+struct mesh_tmpl__frame;
+typedef struct mesh_tmpl__macro {
+    const struct mesh_tmpl__node *node;
+    struct mesh_tmpl__frame *scope;
+} mesh_tmpl__macro_t;
 
 struct mesh_tmpl__list {
     mesh_tmpl__val_t *v; // [n]
@@ -105,6 +113,7 @@ typedef enum {
     E_COND,     // b if a else c (c may be NULL: undefined)
     E_LIST,     // args; op = 1 for a tuple literal
     E_DICT,     // kwnames = keys (string literals), kwargs = values
+    E_CHAIN,    // chained comparison a op0 args[0] op1 args[1] ... (ops[n_args])
 } mesh_tmpl__nkind_t;
 
 typedef struct mesh_tmpl__node mesh_tmpl__node_t;
@@ -126,12 +135,20 @@ struct mesh_tmpl__node {
     size_t n_body;
     mesh_tmpl__node_t **orelse; // [n_orelse]
     size_t n_orelse;
+    int *ops; // [n_args] comparison operators of an E_CHAIN
+    // N_FOR / N_MACRO: names the body assigns directly (not inside an if).
+    // Jinja treats them as the body's own variables: a nested loop or macro
+    // that reads one before the body assigns it sees undefined.
+    mesh_tmpl__str_t *decl; // [n_decl]
+    size_t n_decl;
 };
 
 struct mesh_tmpl {
     mesh_tmpl__arena_t arena; // the tree and its literals
     mesh_tmpl__node_t **body; // [n_body] top-level statements
     size_t n_body;
+    mesh_tmpl__str_t *decl;   // [n_decl] names the top level assigns directly
+    size_t n_decl;
 };
 
 // Parses src into t (arena and body). Returns 0 or a negative code with a
@@ -151,6 +168,8 @@ struct mesh_tmpl__frame {
     mesh_tmpl__str_t *names;
     mesh_tmpl__val_t *vals;
     size_t n, cap;
+    const mesh_tmpl__str_t *decl; // [n_decl] the scope's own names (see node.decl)
+    size_t n_decl;
 };
 
 typedef struct {
@@ -160,7 +179,8 @@ typedef struct {
 
 typedef struct {
     mesh_tmpl__arena_t arena;  // values of this render
-    mesh_tmpl__frame_t *globals;
+    mesh_tmpl__frame_t *ctx;     // render variables and builtins
+    mesh_tmpl__frame_t *globals; // the template's top level (parent: ctx)
     int rc;                    // first error
     char *err;
     size_t err_len;

@@ -943,8 +943,11 @@ static mesh_tmpl__node_t *s_math1(s_ps_t *ps) {
 }
 
 static mesh_tmpl__node_t *s_compare(s_ps_t *ps) {
-    mesh_tmpl__node_t *n = s_math1(ps);
-    for (;;) {
+    mesh_tmpl__node_t *first = s_math1(ps);
+    mesh_tmpl__node_t *rhs[64];
+    int ops[64], line = first ? first->line : 0;
+    size_t n = 0;
+    while (first) {
         s_tok_t *t = s_peek(ps);
         int op = 0;
         if (s_is_op(t, "=="))
@@ -963,12 +966,38 @@ static mesh_tmpl__node_t *s_compare(s_ps_t *ps) {
             op = 'i';
         else if (s_is_name(t, "not") && s_is_name(&ps->toks[ps->pos + 1], "in"))
             op = 'I';
-        if (!n || !op)
-            return n;
+        if (!op)
+            break;
+        if (n == 64) {
+            s_fail(ps, t->line, "comparison chain too long");
+            return NULL;
+        }
+        if (!n)
+            line = t->line;
         ps->pos += op == 'I' ? 2 : 1;
-        // Chained comparisons (a < b < c) are rare in templates: evaluate pairwise left to right.
-        n = s_binary(ps, op, n, s_math1(ps), t->line);
+        if (!(rhs[n] = s_math1(ps)))
+            return NULL;
+        ops[n++] = op;
     }
+    if (!first || n == 0)
+        return first;
+    if (n == 1)
+        return s_binary(ps, ops[0], first, rhs[0], line);
+    // a < b < c means (a < b) and (b < c) with b evaluated once, as in Python.
+    mesh_tmpl__node_t *ch = s_node(ps, E_CHAIN, line);
+    if (!ch)
+        return NULL;
+    ch->a = first;
+    ch->n_args = n;
+    ch->args = mesh_tmpl__alloc(ps->a, n * sizeof *ch->args);
+    ch->ops = mesh_tmpl__alloc(ps->a, n * sizeof *ch->ops);
+    if (!ch->args || !ch->ops) {
+        ps->rc = MESH_ENOMEM;
+        return NULL;
+    }
+    memcpy(ch->args, rhs, n * sizeof *rhs);
+    memcpy(ch->ops, ops, n * sizeof *ops);
+    return ch;
 }
 
 static mesh_tmpl__node_t *s_not(s_ps_t *ps) {
@@ -1066,6 +1095,113 @@ static int s_until(s_ps_t *ps, const char *const *stops, mesh_tmpl__node_t ***bo
     return ps->rc;
 }
 
+// Jinja's scoping, approximated: a name whose first reference at a scope's
+// own level (in evaluation order; if-branches belong to the level, nested
+// loop and macro bodies do not) is an assignment belongs to that scope, and
+// nested loops or macros that read it before the assignment runs see
+// undefined. A name first read (or assigned only inside an if) resolves
+// through the enclosing scopes instead.
+typedef struct {
+    mesh_tmpl__str_t *v;
+    size_t n, cap;
+} s_names_t;
+
+static bool s_names_has(const s_names_t *s, mesh_tmpl__str_t x) {
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i].n == x.n && !memcmp(s->v[i].p, x.p, x.n))
+            return true;
+    return false;
+}
+
+static int s_names_add(s_ps_t *ps, s_names_t *s, mesh_tmpl__str_t x) {
+    if (s_names_has(s, x))
+        return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        mesh_tmpl__str_t *nv = realloc(s->v, cap * sizeof *nv);
+        if (!nv)
+            return ps->rc = MESH_ENOMEM;
+        s->v = nv;
+        s->cap = cap;
+    }
+    s->v[s->n++] = x;
+    return 0;
+}
+
+// Marks every name an expression reads as seen.
+static void s_scan_expr(s_ps_t *ps, const mesh_tmpl__node_t *e, s_names_t *seen) {
+    if (!e || ps->rc)
+        return;
+    if (e->kind == E_NAME)
+        s_names_add(ps, seen, e->name);
+    s_scan_expr(ps, e->a, seen);
+    s_scan_expr(ps, e->b, seen);
+    s_scan_expr(ps, e->c, seen);
+    for (size_t i = 0; i < e->n_args; i++)
+        s_scan_expr(ps, e->args[i], seen);
+    for (size_t i = 0; i < e->n_kw; i++)
+        s_scan_expr(ps, e->kwargs[i], seen);
+}
+
+static void s_scan_body(s_ps_t *ps, mesh_tmpl__node_t *const *body, size_t n, s_names_t *seen,
+                        s_names_t *decl, bool in_branch) {
+    for (size_t i = 0; i < n && !ps->rc; i++) {
+        const mesh_tmpl__node_t *st = body[i];
+        switch (st->kind) {
+        case N_OUTPUT: s_scan_expr(ps, st->a, seen); break;
+        case N_SET:
+            s_scan_expr(ps, st->a, seen);
+            if (st->name2.n || in_branch || s_names_has(seen, st->name)) {
+                s_names_add(ps, seen, st->name);
+            } else {
+                s_names_add(ps, seen, st->name);
+                s_names_add(ps, decl, st->name);
+            }
+            break;
+        case N_SETBLOCK:
+            s_scan_body(ps, st->body, st->n_body, seen, decl, in_branch);
+            /* fall through */
+        case N_MACRO:
+            if (!in_branch && !s_names_has(seen, st->name))
+                s_names_add(ps, decl, st->name);
+            s_names_add(ps, seen, st->name);
+            break;
+        case N_IF:
+            s_scan_expr(ps, st->a, seen);
+            s_scan_body(ps, st->body, st->n_body, seen, decl, true);
+            s_scan_body(ps, st->orelse, st->n_orelse, seen, decl, true);
+            break;
+        case N_FOR:
+            s_scan_expr(ps, st->a, seen);
+            s_scan_body(ps, st->orelse, st->n_orelse, seen, decl, true);
+            break;
+        case N_BLOCK: s_scan_body(ps, st->body, st->n_body, seen, decl, in_branch); break;
+        default: break;
+        }
+    }
+}
+
+// Computes a scope's own names (see above) into *decl (arena).
+static int s_decl(s_ps_t *ps, mesh_tmpl__node_t *const *body, size_t n, mesh_tmpl__str_t **decl,
+                  size_t *n_decl) {
+    s_names_t seen = {0}, d = {0};
+    s_scan_body(ps, body, n, &seen, &d, false);
+    *decl = NULL;
+    *n_decl = 0;
+    if (!ps->rc && d.n) {
+        *decl = mesh_tmpl__alloc(ps->a, d.n * sizeof **decl);
+        if (*decl) {
+            memcpy(*decl, d.v, d.n * sizeof *d.v);
+            *n_decl = d.n;
+        } else {
+            ps->rc = MESH_ENOMEM;
+        }
+    }
+    free(seen.v);
+    free(d.v);
+    return ps->rc;
+}
+
 static mesh_tmpl__node_t *s_if(s_ps_t *ps, int line) {
     static const char *const stops[] = {"endif", "elif", "else", NULL};
     mesh_tmpl__node_t *n = s_node(ps, N_IF, line);
@@ -1138,7 +1274,8 @@ static mesh_tmpl__node_t *s_for(s_ps_t *ps, int line) {
         return NULL;
     static const char *const stops[] = {"endfor", "else", NULL};
     const char *found = NULL;
-    if (s_until(ps, stops, &n->body, &n->n_body, &found, line, "for"))
+    if (s_until(ps, stops, &n->body, &n->n_body, &found, line, "for") ||
+        s_decl(ps, n->body, n->n_body, &n->decl, &n->n_decl))
         return NULL;
     if (!strcmp(found, "else")) {
         static const char *const stops2[] = {"endfor", NULL};
@@ -1239,7 +1376,8 @@ static mesh_tmpl__node_t *s_macro(s_ps_t *ps, int line) {
         return NULL;
     static const char *const stops[] = {"endmacro", NULL};
     const char *found = NULL;
-    if (s_until(ps, stops, &n->body, &n->n_body, &found, line, "macro"))
+    if (s_until(ps, stops, &n->body, &n->n_body, &found, line, "macro") ||
+        s_decl(ps, n->body, n->n_body, &n->decl, &n->n_decl))
         return NULL;
     if (s_peek(ps)->kind == K_NAME) // {% endmacro name %}
         ps->pos++;
@@ -1328,12 +1466,20 @@ int mesh_tmpl__parse(mesh_tmpl_t *t, const char *src, size_t len, const mesh_tmp
     if (opts)
         o = *opts;
     s_ps_t ps = {.t = t, .a = &t->arena, .err = err, .err_len = err_len};
+    // Jinja's keep_trailing_newline=False (transformers keeps the default):
+    // one newline at the very end of the source is dropped.
+    if (len && src[len - 1] == '\n')
+        len -= (len >= 2 && src[len - 2] == '\r') ? 2 : 1;
+    else if (len && src[len - 1] == '\r')
+        len--;
     int rc = s_lex(&ps, src, len, &o);
     if (!rc) {
         s_nvec_t v = {0};
         const char *found = NULL;
         rc = s_body(&ps, NULL, &v, &found);
         t->body = s_nvec_finish(&ps, &v, &t->n_body);
+        if (!rc)
+            rc = s_decl(&ps, t->body, t->n_body, &t->decl, &t->n_decl);
         if (!rc)
             rc = ps.rc;
         if (!rc && t->arena.oom)

@@ -257,6 +257,39 @@ static const s_case_t s_cases[] = {
     {"{{ dict(a=1, b='x') }}|{{ namespace(a=1).a }}",
      "{}", 0,
      "{'a': 1, 'b': 'x'}|1"},
+    {"{{ 1 < 2 < 3 }}{{ 1 < 3 < 2 }}{{ 3 > 2 == 2 }}{{ 'a' in 'abc' in ['abc'] }}|{{ (1 < 2) < 3 }}",
+     "{}", 0,
+     "TrueFalseTrueTrue|True"},
+    {"line\n",
+     "{}", 0,
+     "line"},
+    {"line\n\n",
+     "{}", 1,
+     "line\n"},
+    {"{{ \"it's a-b (c) [d] {e} <f>\" | title }}|{{ \"it's a-b\".title() }}",
+     "{}", 0,
+     "It's A-B (C) [D] {E} <F>|It'S A-B"},
+    {"{{ false | selectattr('x') | list }}|{{ none | map(attribute='x') | list }}|{{ u is sequence }}|{{ [u, 1] }}",
+     "{}", 0,
+     "[]|[]|True|[Undefined, 1]"},
+    {"{% for i in [1,2] %}[{{ x }}]{% if i == 1 %}{% set x = 5 %}{% endif %}{% endfor %}|{% for i in [1, 2] %}{% for j in [1] %}[{{ x }}]{% endfor %}{% set x = 5 %}{% endfor %}",
+     "{\"x\": \"a\"}", 0,
+     "[a][a]|[][]"},
+    {"{% for i in [1] %}[{{ s }}]{% endfor %}{% set s = 'b' %}{{ s }}|{% macro m() %}[{{ s }}]{% endmacro %}{{ m() }}{% set s = 'c' %}{{ m() }}",
+     "{\"s\": \"S\"}", 0,
+     "[]b|[b][c]"},
+    {"{% for i in [1] %}[{{ s }}]{% endfor %}{% set s = s ~ '!' %}{{ s }}|{% if false %}{% set t = 1 %}{% endif %}{% for i in [1] %}[{{ t }}]{% endfor %}",
+     "{\"s\": \"S\", \"t\": \"T\"}", 0,
+     "[S]S!|[T]"},
+    {"{% for i in [1] %}{% macro m() %}[{{ x }}]{% endmacro %}{{ m() }}{% set x = 9 %}{{ m() }}{% endfor %}|{% macro n() %}[{{ x }}]{% set x = 3 %}[{{ x }}]{% endmacro %}{{ n() }}",
+     "{\"x\": \"a\"}", 0,
+     "[][9]|[a][3]"},
+    {"{% for i in range(true) %}{{ i }}{% endfor %}",
+     "{}", 0,
+     "0"},
+    {"{{ ['a', 'A', 'b', 'B', 'a'] | unique | list }}|{{ ['a', 'A'] | unique(case_sensitive=true) | list }}",
+     "{}", 0,
+     "['a', 'b']|['a', 'A']"},
 };
 
 // Renders tmpl with vars; returns the output (caller frees) or NULL with err.
@@ -364,12 +397,26 @@ static void test_render_errors(void **state) {
     s_expect_render_error("{{ x.nosuchmethod() }}", "{\"x\": \"s\"}", "string has no method 'nosuchmethod'");
     s_expect_render_error("{% set x = 1 %}{% set x.a = 2 %}", NULL, "not a namespace");
     s_expect_render_error("{{ 9223372036854775807 + 1 }}", NULL, "integer overflow");
+    s_expect_render_error("{{ 2 ** 63 }}", NULL, "integer overflow");
     s_expect_render_error("{{ [1][::0] }}", NULL, "slice step cannot be zero");
     s_expect_render_error("{{ x | tojson }}", NULL, "not JSON serializable");
     s_expect_render_error("{{ l.append(1) }}", "{\"l\": []}", "would modify a list");
     s_expect_render_error("{% macro f(x) %}{{ f(x) }}{% endmacro %}{{ f(1) }}", NULL, "nested deeper than");
     s_expect_render_error("{% macro f(a) %}{% endmacro %}{{ f(1, 2) }}", NULL, "takes 1 arguments, 2 given");
     s_expect_render_error("{{ 'x' * 100000000 }}", NULL, "too large");
+    {
+        char err[128];
+        char *o = s_render("[{{ '' * 1000000000000000000 }}{{ [] * 1000000000000000000 }}]", NULL, 1, err,
+                           sizeof err, NULL);
+        assert_non_null(o);
+        assert_string_equal(o, "[[]]");
+        free(o);
+        o = s_render("{{ 1 ** 1000000000000000000 }}|{{ (-1) ** 1000000000000000001 }}|{{ 3 ** 39 }}|{{ (-2) ** 63 }}",
+                     NULL, 1, err, sizeof err, NULL);
+        assert_non_null(o);
+        assert_string_equal(o, "1|-1|4052555153018976267|-9223372036854775808");
+        free(o);
+    }
     s_expect_render_error("{% for i in range(100000000) %}{% endfor %}", NULL, "range() of more than");
     s_expect_render_error("{{ 'a' < 1 }}", NULL, "unsupported operand types for ordering");
     s_expect_render_error("{% break %}", NULL, "outside a loop");

@@ -3,3 +3,5 @@
 mesh_add_test(NAME test_golden_template
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_golden_template.c
   LIBS meshengine LABELS golden TIMEOUT 60)
+# The test also runs `meshrun render` on every case.
+add_dependencies(test_golden_template meshrun)
