@@ -7,6 +7,7 @@
 
 #include "cpu_features.h"
 #include "mesh_err.h"
+#include "quantize.h"
 #include "mesh_log.h"
 #include "quant.h"
 
@@ -33,29 +34,6 @@ void mesh_model_params_default(mesh_model_params_t *p) {
     p->max_batch = 512;
 }
 
-// llama.cpp's llama_ftype numbers (general.file_type) to display names.
-static const char *s_ftype_name(uint32_t ft) {
-    switch (ft) {
-    case 0: return "F32";
-    case 1: return "F16";
-    case 2: return "Q4_0";
-    case 3: return "Q4_1";
-    case 7: return "Q8_0";
-    case 8: return "Q5_0";
-    case 9: return "Q5_1";
-    case 10: return "Q2_K";
-    case 11: return "Q3_K_S";
-    case 12: return "Q3_K_M";
-    case 13: return "Q3_K_L";
-    case 14: return "Q4_K_S";
-    case 15: return "Q4_K_M";
-    case 16: return "Q5_K_S";
-    case 17: return "Q5_K_M";
-    case 18: return "Q6_K";
-    case 32: return "BF16";
-    default: return "?";
-    }
-}
 
 static int s_u32(const mesh_gguf_t *g, const char *key, uint32_t *v, bool required, char *err,
                  size_t el) {
@@ -452,7 +430,7 @@ int mesh_model_load(const char *path, const mesh_model_params_t *pin, mesh_model
         m->n_params += mesh_gguf_tensor(m->gguf, i)->n_elements;
     uint32_t ft = 0;
     snprintf(m->file_type, sizeof m->file_type, "%s",
-             mesh_gguf_get_u32(m->gguf, "general.file_type", &ft) == 0 ? s_ftype_name(ft) : "?");
+             mesh_gguf_get_u32(m->gguf, "general.file_type", &ft) == 0 ? mesh_ftype_label(ft) : "?");
     {
         const uint32_t dkv = m->hp.kv_lora + m->hp.n_rot;
         const uint64_t per_tok = (uint64_t)m->hp.n_layer * dkv * (p.kv_type == MESH_QT_F32 ? 4 : 2);

@@ -40,6 +40,29 @@ const mesh_ftype_t *mesh_ftype_find(const char *name) {
     return NULL;
 }
 
+const char *mesh_ftype_label(uint32_t ft) {
+    switch (ft) {
+    case 0: return "F32";
+    case 1: return "F16";
+    case 2: return "Q4_0";
+    case 3: return "Q4_1";
+    case 7: return "Q8_0";
+    case 8: return "Q5_0";
+    case 9: return "Q5_1";
+    case 10: return "Q2_K";
+    case 11: return "Q3_K_S";
+    case 12: return "Q3_K_M";
+    case 13: return "Q3_K_L";
+    case 14: return "Q4_K_S";
+    case 15: return "Q4_K_M";
+    case 16: return "Q5_K_S";
+    case 17: return "Q5_K_M";
+    case 18: return "Q6_K";
+    case 32: return "BF16";
+    default: return "?";
+    }
+}
+
 const char *mesh_ftype_names(void) {
     return "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q3_k_m, q4_k, q4_k_s, "
            "q4_k_m, q5_k, q5_k_s, q5_k_m, q6_k";

@@ -26,6 +26,10 @@ typedef struct {
 // Looks up a file type name, case-insensitive. NULL when unknown.
 const mesh_ftype_t *mesh_ftype_find(const char *name);
 
+// Display label of a general.file_type number (llama.cpp's LLAMA_FTYPE_*):
+// "Q4_K_M", "BF16", ...; "?" when the number is not one we know.
+const char *mesh_ftype_label(uint32_t llama_ftype);
+
 // Comma-separated list of the file type names (static string).
 const char *mesh_ftype_names(void);
 

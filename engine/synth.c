@@ -11,6 +11,7 @@
 #include "mesh_err.h"
 #include "mesh_log.h"
 #include "quant.h"
+#include "quantize.h"
 #include "synth_vocab.h"
 
 #include <math.h>
@@ -42,16 +43,13 @@ const mesh_synth_preset_t *mesh_synth_preset_at(size_t i) {
     return i < sizeof s_presets / sizeof s_presets[0] ? &s_presets[i] : NULL;
 }
 
-// What a tensor holds decides its initial values and its type in a mixed file.
+// What a tensor holds decides its initial values (its type in the file comes
+// from its name, through the file type's mix: mesh_ftype_tensor_type).
 typedef enum {
     S_NORM,   // RMSNorm weight: around 1
     S_BIAS,   // selection bias: small
-    S_ROUTER, // router: kept f32
     S_EMBD,   // token embedding
-    S_OUTPUT, // output projection
-    S_DOWN,   // ffn_down*: gets more bits in mixed files
-    S_ATTN_V, // attn_v_b: gets more bits in mixed files
-    S_MATRIX, // any other weight matrix
+    S_MATRIX, // any weight matrix
 } s_kind_t;
 
 typedef struct {
@@ -59,7 +57,6 @@ typedef struct {
     uint32_t n_dims;
     uint64_t ne[3];
     s_kind_t kind;
-    int layer; // -1 for global tensors
     uint32_t type;
 } s_tensor_t;
 
@@ -89,7 +86,6 @@ static int s_add(s_list_t *l, int layer, const char *suffix, s_kind_t kind, uint
     t->ne[1] = ne1;
     t->ne[2] = ne2;
     t->kind = kind;
-    t->layer = layer;
     return 0;
 }
 
@@ -112,29 +108,29 @@ static int s_enumerate(const mesh_synth_preset_t *p, s_list_t *l) {
         rc |= s_add(l, L, "attn_kv_a_mqa.weight", S_MATRIX, 2, p->hidden, p->kv_lora + p->rope, 1);
         rc |= s_add(l, L, "attn_kv_a_norm.weight", S_NORM, 1, p->kv_lora, 1, 1);
         rc |= s_add(l, L, "attn_k_b.weight", S_MATRIX, 3, p->nope, p->kv_lora, H);
-        rc |= s_add(l, L, "attn_v_b.weight", S_ATTN_V, 3, p->kv_lora, p->v_dim, H);
+        rc |= s_add(l, L, "attn_v_b.weight", S_MATRIX, 3, p->kv_lora, p->v_dim, H);
         rc |= s_add(l, L, "attn_output.weight", S_MATRIX, 2, H * p->v_dim, p->hidden, 1);
         rc |= s_add(l, L, "ffn_norm.weight", S_NORM, 1, p->hidden, 1, 1);
         if (i < p->n_dense) {
             rc |= s_add(l, L, "ffn_gate.weight", S_MATRIX, 2, p->hidden, p->ff_dense, 1);
             rc |= s_add(l, L, "ffn_up.weight", S_MATRIX, 2, p->hidden, p->ff_dense, 1);
-            rc |= s_add(l, L, "ffn_down.weight", S_DOWN, 2, p->ff_dense, p->hidden, 1);
+            rc |= s_add(l, L, "ffn_down.weight", S_MATRIX, 2, p->ff_dense, p->hidden, 1);
         } else {
             uint64_t E = p->n_expert, sh = (uint64_t)p->n_shared * p->expert_ff;
-            rc |= s_add(l, L, "ffn_gate_inp.weight", S_ROUTER, 2, p->hidden, E, 1);
+            rc |= s_add(l, L, "ffn_gate_inp.weight", S_MATRIX, 2, p->hidden, E, 1);
             rc |= s_add(l, L, "exp_probs_b.bias", S_BIAS, 1, E, 1, 1);
             rc |= s_add(l, L, "ffn_gate_exps.weight", S_MATRIX, 3, p->hidden, p->expert_ff, E);
             rc |= s_add(l, L, "ffn_up_exps.weight", S_MATRIX, 3, p->hidden, p->expert_ff, E);
-            rc |= s_add(l, L, "ffn_down_exps.weight", S_DOWN, 3, p->expert_ff, p->hidden, E);
+            rc |= s_add(l, L, "ffn_down_exps.weight", S_MATRIX, 3, p->expert_ff, p->hidden, E);
             if (p->n_shared) {
                 rc |= s_add(l, L, "ffn_gate_shexp.weight", S_MATRIX, 2, p->hidden, sh, 1);
                 rc |= s_add(l, L, "ffn_up_shexp.weight", S_MATRIX, 2, p->hidden, sh, 1);
-                rc |= s_add(l, L, "ffn_down_shexp.weight", S_DOWN, 2, sh, p->hidden, 1);
+                rc |= s_add(l, L, "ffn_down_shexp.weight", S_MATRIX, 2, sh, p->hidden, 1);
             }
         }
     }
     rc |= s_add(l, -1, "output_norm.weight", S_NORM, 1, p->hidden, 1, 1);
-    rc |= s_add(l, -1, "output.weight", S_OUTPUT, 2, p->hidden, p->vocab, 1);
+    rc |= s_add(l, -1, "output.weight", S_MATRIX, 2, p->hidden, p->vocab, 1);
     return rc ? MESH_ENOMEM : 0;
 }
 
@@ -146,72 +142,6 @@ uint64_t mesh_synth_n_params(const mesh_synth_preset_t *p) {
             n += l.t[i].ne[0] * l.t[i].ne[1] * l.t[i].ne[2];
     free(l.t);
     return n;
-}
-
-// File types: a base type for weight matrices, and the types that the mixed
-// K-quant files give the tensors that matter most.
-typedef struct {
-    const char *name;
-    uint32_t base, more_bits, output;
-    uint32_t file_type; // llama.cpp's general.file_type number
-} s_ftype_t;
-
-static const s_ftype_t s_ftypes[] = {
-    {"f32", MESH_QT_F32, MESH_QT_F32, MESH_QT_F32, 0},
-    {"f16", MESH_QT_F16, MESH_QT_F16, MESH_QT_F16, 1},
-    {"bf16", MESH_QT_BF16, MESH_QT_BF16, MESH_QT_BF16, 32},
-    {"q8_0", MESH_QT_Q8_0, MESH_QT_Q8_0, MESH_QT_Q8_0, 7},
-    {"q4_0", MESH_QT_Q4_0, MESH_QT_Q4_0, MESH_QT_Q6_K, 2},
-    {"q4_k_m", MESH_QT_Q4_K, MESH_QT_Q6_K, MESH_QT_Q6_K, 15},
-    {"q4_k_s", MESH_QT_Q4_K, MESH_QT_Q4_K, MESH_QT_Q6_K, 14},
-    {"q5_k_m", MESH_QT_Q5_K, MESH_QT_Q6_K, MESH_QT_Q6_K, 17},
-    {"q6_k", MESH_QT_Q6_K, MESH_QT_Q6_K, MESH_QT_Q6_K, 18},
-};
-
-// A K-quant needs rows that are a multiple of 256; narrower rows take the
-// 32-block type of about the same size, as llama.cpp's quantizer does.
-static uint32_t s_fallback(uint32_t type, uint64_t row) {
-    const mesh_qtype_traits_t *t = mesh_qtype_traits(type);
-    if (t && row % t->blck == 0)
-        return type;
-    switch (type) {
-    case MESH_QT_Q4_K:
-        return MESH_QT_Q5_0;
-    case MESH_QT_Q5_K:
-        return MESH_QT_Q5_1;
-    case MESH_QT_Q6_K:
-        return MESH_QT_Q8_0;
-    default:
-        return row % 32 == 0 ? MESH_QT_Q8_0 : MESH_QT_F16;
-    }
-}
-
-// llama.cpp's "use more bits" rule for ffn_down / attn_v in mixed files: the
-// first and last eighth of the layers, and every third layer in between.
-static int s_more_bits(int layer, uint32_t n_layer) {
-    int n = (int)n_layer;
-    return layer < n / 8 || layer >= 7 * n / 8 || (layer - n / 8) % 3 == 2;
-}
-
-static uint32_t s_choose_type(const s_ftype_t *ft, const s_tensor_t *t, uint32_t n_layer) {
-    uint32_t type;
-    switch (t->kind) {
-    case S_NORM:
-    case S_BIAS:
-    case S_ROUTER:
-        return MESH_QT_F32;
-    case S_OUTPUT:
-        type = ft->output;
-        break;
-    case S_DOWN:
-    case S_ATTN_V:
-        type = s_more_bits(t->layer, n_layer) ? ft->more_bits : ft->base;
-        break;
-    default:
-        type = ft->base;
-        break;
-    }
-    return s_fallback(type, t->ne[0]);
 }
 
 // ---- random values ----
@@ -324,7 +254,7 @@ static int s_make_tensor(const s_tensor_t *t, uint64_t seed, uint64_t index, int
 }
 
 static int s_set_hparams(mesh_gguf_writer_t *w, const mesh_synth_preset_t *p,
-                         const s_ftype_t *ft) {
+                         const mesh_ftype_t *ft) {
     char key[96];
     int rc = 0;
 #define S_U32(k, v)                                                                        \
@@ -342,7 +272,7 @@ static int s_set_hparams(mesh_gguf_writer_t *w, const mesh_synth_preset_t *p,
     rc = mesh_gguf_writer_set_str(w, "general.architecture", "deepseek2");
     rc = rc ? rc : mesh_gguf_writer_set_str(w, "general.type", "model");
     rc = rc ? rc : mesh_gguf_writer_set_str(w, "general.name", name);
-    rc = rc ? rc : mesh_gguf_writer_set_u32(w, "general.file_type", ft->file_type);
+    rc = rc ? rc : mesh_gguf_writer_set_u32(w, "general.file_type", ft->llama_ftype);
     rc = rc ? rc : mesh_gguf_writer_set_u32(w, "general.quantization_version", 2);
     S_U32("block_count", p->n_layer);
     S_U32("context_length", p->ctx);
@@ -408,13 +338,10 @@ static int s_copy_vocab(mesh_gguf_writer_t *w, const char *path, uint32_t *vocab
 
 int mesh_synth_write(const mesh_synth_params_t *params, char *err, size_t err_len) {
     mesh_synth_preset_t p = params->shape;
-    const s_ftype_t *ft = NULL;
-    for (size_t i = 0; i < sizeof s_ftypes / sizeof s_ftypes[0]; i++)
-        if (!strcasecmp(s_ftypes[i].name, params->ftype))
-            ft = &s_ftypes[i];
+    const mesh_ftype_t *ft = mesh_ftype_find(params->ftype);
     if (!ft) {
-        snprintf(err, err_len, "synth: unknown file type '%s' (one of f32, f16, bf16, q8_0, "
-                 "q4_0, q4_k_m, q4_k_s, q5_k_m, q6_k)", params->ftype);
+        snprintf(err, err_len, "synth: unknown file type '%s' (one of %s)", params->ftype,
+                 mesh_ftype_names());
         return MESH_EINVAL;
     }
     if (!p.n_layer || !p.hidden || !p.n_head || !p.kv_lora || !p.rope || !p.nope || !p.v_dim ||
@@ -439,7 +366,8 @@ int mesh_synth_write(const mesh_synth_params_t *params, char *err, size_t err_le
     uint64_t total = 0;
     for (size_t i = 0; i < l.n && !rc; i++) {
         s_tensor_t *t = &l.t[i];
-        t->type = s_choose_type(ft, t, p.n_layer);
+        // The same per-tensor mix as `meshrun quantize` gives a downloaded model.
+        t->type = mesh_ftype_tensor_type(ft, t->name, t->n_dims, t->ne, p.n_layer, MESH_QT_F32);
         const mesh_qtype_traits_t *tr = mesh_qtype_traits(t->type);
         if (!tr || !tr->from_float) {
             snprintf(err, err_len, "synth: cannot quantize to %s", mesh_qtype_name(t->type));

@@ -49,7 +49,7 @@ uint64_t mesh_synth_n_params(const mesh_synth_preset_t *p);
 
 typedef struct {
     mesh_synth_preset_t shape; // shapes to write (a preset, possibly edited)
-    const char *ftype;         // file type: "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", ...
+    const char *ftype;         // file type as `meshrun quantize` names them (mesh_ftype_names())
     const char *out_path;      // file to write (atomically: tmp + rename)
     uint64_t seed;             // same seed, same file
     int n_threads;             // quantization threads (>= 1)

@@ -10,6 +10,7 @@
 
 #include "gguf.h"
 #include "mesh_err.h"
+#include "quantize.h"
 #include "quant.h"
 
 #include <inttypes.h>
@@ -32,29 +33,6 @@ static void s_usage(FILE *f) {
                "  -h, --help        this help\n");
 }
 
-// llama.cpp's general.file_type numbers (LLAMA_FTYPE_*), for display only.
-static const char *s_ftype_name(uint32_t ft) {
-    switch (ft) {
-    case 0: return "F32";
-    case 1: return "F16";
-    case 2: return "Q4_0";
-    case 3: return "Q4_1";
-    case 7: return "Q8_0";
-    case 8: return "Q5_0";
-    case 9: return "Q5_1";
-    case 10: return "Q2_K";
-    case 11: return "Q3_K_S";
-    case 12: return "Q3_K_M";
-    case 13: return "Q3_K_L";
-    case 14: return "Q4_K_S";
-    case 15: return "Q4_K_M";
-    case 16: return "Q5_K_S";
-    case 17: return "Q5_K_M";
-    case 18: return "Q6_K";
-    case 32: return "BF16";
-    default: return "other";
-    }
-}
 
 // ---------------------------------------------------------------- output helpers
 
@@ -268,7 +246,7 @@ static void s_print_json(const mesh_gguf_t *g, const char *path, bool tensors) {
     else
         fputs("null", f);
     if (!mesh_gguf_get_u32(g, "general.file_type", &ft))
-        fprintf(f, ",\"file_type\":%u,\"file_type_name\":\"%s\"", ft, s_ftype_name(ft));
+        fprintf(f, ",\"file_type\":%u,\"file_type_name\":\"%s\"", ft, mesh_ftype_label(ft));
     else
         fputs(",\"file_type\":null,\"file_type_name\":null", f);
 
@@ -383,7 +361,7 @@ static void s_print_text(const mesh_gguf_t *g, const char *path, bool tensors) {
     else
         fputs("(none)", f);
     if (!mesh_gguf_get_u32(g, "general.file_type", &ft))
-        fprintf(f, "\nfile type:     %u (%s)\n", ft, s_ftype_name(ft));
+        fprintf(f, "\nfile type:     %u (%s)\n", ft, mesh_ftype_label(ft));
     else
         fputs("\nfile type:     (none)\n", f);
 
