@@ -6,6 +6,7 @@
 // and the tokenizer's UTF-8-safe stream. Text goes to stdout as it comes;
 // timing goes to stderr as one line at the end.
 #include "meshrun.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -35,115 +36,13 @@ static void s_usage(FILE *f) {
             "  --tokens-file T    file of prompt token ids, separated by spaces or commas\n"
             "                     ('-' for stdin)\n"
             "  -n N               tokens to generate at most (default 128)\n"
-            "  --greedy           always take the most likely token (= --temp 0)\n"
-            "  --temp T           temperature (default 0.8; 0 = greedy)\n"
-            "  --top-k K          keep the K most likely tokens (default 40; 0 = off)\n"
-            "  --top-p P          nucleus sampling (default 0.95; 1 = off)\n"
-            "  --min-p P          drop tokens below P x the best one (default 0.05; 0 = off)\n"
-            "  --repeat-penalty R repetition penalty over the last 64 tokens (default 1 = off)\n"
-            "  --seed S           RNG seed (default: from the clock; printed at the end)\n"
+            MESHRUN_SAMPLING_USAGE
             "  --stop STR         stop before this text (repeatable, up to %d)\n"
             "  --ignore-eos       do not stop at the model's end-of-generation tokens\n"
             "  --print-ids        after the text, print the generated token ids on one line\n"
             "  --threads N        CPU threads (default: physical cores)\n"
             "  --help             this text\n",
             S_MAX_STOPS);
-}
-
-// Reads a whole file (or stdin for "-") as a NUL-terminated string. Caller frees.
-static char *s_read_all(const char *path) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        if (n + 1 >= cap) {
-            char *nb = realloc(b, cap * 2);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-            cap *= 2;
-        }
-        size_t r = fread(b + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    if (b && ferror(f)) {
-        free(b);
-        b = NULL;
-    }
-    if (f != stdin)
-        fclose(f);
-    if (b)
-        b[n] = 0;
-    return b;
-}
-
-// Parses ids separated by whitespace or commas. Returns the count or -1 with
-// a reason in bad. Caller frees *ids.
-static int s_parse_ids(const char *s, int32_t **ids, char *bad, size_t bad_len) {
-    size_t cap = 64, n = 0;
-    int32_t *v = malloc(cap * sizeof *v);
-    if (!v) {
-        snprintf(bad, bad_len, "out of memory");
-        return -1;
-    }
-    const char *p = s;
-    for (;;) {
-        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        char *end;
-        errno = 0;
-        long x = strtol(p, &end, 10);
-        if (end == p || errno || x < 0 || x > INT32_MAX ||
-            (*end && !strchr(" \t\r\n,", *end))) {
-            snprintf(bad, bad_len, "'%.20s' is not a token id", p);
-            free(v);
-            return -1;
-        }
-        if (n == cap) {
-            int32_t *nv = realloc(v, cap * 2 * sizeof *v);
-            if (!nv) {
-                free(v);
-                snprintf(bad, bad_len, "out of memory");
-                return -1;
-            }
-            v = nv;
-            cap *= 2;
-        }
-        v[n++] = (int32_t)x;
-        p = end;
-    }
-    if (n > INT32_MAX / 2) {
-        free(v);
-        snprintf(bad, bad_len, "too many ids");
-        return -1;
-    }
-    *ids = v;
-    return (int)n;
-}
-
-static bool s_num(const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(x) || x < lo || x > hi)
-        return false;
-    *out = x;
-    return true;
-}
-
-static double s_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 typedef struct {
@@ -165,7 +64,7 @@ static void s_on_event(const mesh_sched_event_t *ev, void *user) {
     }
     if (ev->type == MESH_SCHED_EV_TOKEN) {
         if (g->n_ids == 0)
-            g->t_first = s_now();
+            g->t_first = meshrun_now();
         if (g->n_ids < g->cap)
             g->ids[g->n_ids++] = ev->token;
         return;
@@ -183,22 +82,20 @@ int meshrun_cmd_generate(int argc, char **argv) {
     int n_stops = 0;
     long n_predict = 128;
     int n_threads = 0;
-    bool have_seed = false, print_ids = false, ignore_eos = false;
-    mesh_sampler_params_t sp = mesh_sampler_params_default();
-    sp.temperature = 0.8f;
-    sp.top_k = 40;
-    sp.top_p = 0.95f;
-    sp.min_p = 0.05f;
+    bool print_ids = false, ignore_eos = false;
+    meshrun_sampling_t smp;
+    meshrun_sampling_init(&smp);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             s_usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--greedy")) {
-            sp.temperature = 0.0f;
+        int taken = meshrun_sampling_opt(&smp, "generate", argc, argv, &i);
+        if (taken < 0)
+            return 2;
+        if (taken)
             continue;
-        }
         if (!strcmp(a, "--print-ids")) {
             print_ids = true;
             continue;
@@ -226,33 +123,11 @@ int meshrun_cmd_generate(int argc, char **argv) {
                 return 2;
             }
             stops[n_stops++] = v;
-        } else if (!strcmp(a, "-n") && s_num(v, 1, 1 << 24, &x))
+        } else if (!strcmp(a, "-n") && meshrun_parse_double(v, 1, 1 << 24, &x))
             n_predict = (long)x;
-        else if (!strcmp(a, "--temp") && s_num(v, 0, 100, &x))
-            sp.temperature = (float)x;
-        else if (!strcmp(a, "--top-k") && s_num(v, 0, INT32_MAX, &x))
-            sp.top_k = (int32_t)x;
-        else if (!strcmp(a, "--top-p") && s_num(v, 1e-6, 1, &x))
-            sp.top_p = (float)x;
-        else if (!strcmp(a, "--min-p") && s_num(v, 0, 1, &x))
-            sp.min_p = (float)x;
-        else if (!strcmp(a, "--repeat-penalty") && s_num(v, 1e-3, 100, &x))
-            sp.repetition_penalty = (float)x;
-        else if (!strcmp(a, "--threads") && s_num(v, 1, 1024, &x))
+        else if (!strcmp(a, "--threads") && meshrun_parse_double(v, 1, 1024, &x))
             n_threads = (int)x;
-        else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(v, &end, 10);
-            if (end == v || *end || errno || v[0] == '-') {
-                fprintf(stderr, "meshrun generate: bad --seed '%s' (want 0..2^64-1)\n", v);
-                return 2;
-            }
-            sp.seed = s;
-            have_seed = true;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "-n") || !strcmp(a, "--temp") ||
-                   !strcmp(a, "--top-k") || !strcmp(a, "--top-p") || !strcmp(a, "--min-p") ||
-                   !strcmp(a, "--repeat-penalty") || !strcmp(a, "--threads")) {
+        else if (!strcmp(a, "--model") || !strcmp(a, "-n") || !strcmp(a, "--threads")) {
             fprintf(stderr, "meshrun generate: bad value '%s' for %s (see --help)\n", v, a);
             return 2;
         } else {
@@ -265,11 +140,7 @@ int meshrun_cmd_generate(int argc, char **argv) {
                         "--tokens-file (see --help)\n");
         return 2;
     }
-    if (!have_seed) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        sp.seed = (uint64_t)ts.tv_sec * 1000000007ULL ^ (uint64_t)ts.tv_nsec;
-    }
+    meshrun_sampling_finish(&smp);
 
     int status = 1;
     char err[512] = "";
@@ -283,19 +154,25 @@ int meshrun_cmd_generate(int argc, char **argv) {
 
     // The prompt's ids first (file) so the KV pool can be sized to fit.
     if (tokens_file) {
-        char *text = s_read_all(tokens_file);
-        if (!text) {
+        char *text = NULL;
+        size_t len = 0, n = 0;
+        int rc = meshrun_read_file(tokens_file, 0, &text, &len);
+        if (rc) {
             fprintf(stderr, "meshrun generate: cannot read '%s': %s\n", tokens_file,
-                    strerror(errno));
+                    rc == MESH_EIO && errno ? strerror(errno) : mesh_strerror(rc));
             return 1;
         }
-        n_ids = s_parse_ids(text, &ids, err, sizeof err);
+        char bad[32] = "";
+        rc = meshrun_parse_ids(text, len, &ids, &n, bad, sizeof bad);
         free(text);
-        if (n_ids <= 0) {
-            fprintf(stderr, "meshrun generate: %s: %s\n", tokens_file,
-                    n_ids == 0 ? "no token ids" : err);
+        if (rc || n == 0 || n > INT32_MAX / 2) {
+            fprintf(stderr, "meshrun generate: %s: %s%s%s\n", tokens_file,
+                    rc == MESH_EINVAL ? "'" : "", rc == MESH_EINVAL ? bad : rc ? mesh_strerror(rc) : "no token ids",
+                    rc == MESH_EINVAL ? "' is not a token id" : "");
+            free(ids);
             return 1;
         }
+        n_ids = (int)n;
     }
 
     mesh_model_params_t mp;
@@ -343,7 +220,7 @@ int meshrun_cmd_generate(int argc, char **argv) {
     mesh_sched_request_init(&req);
     req.prompt = ids;
     req.n_prompt = n_ids;
-    req.sampling = sp;
+    req.sampling = smp.params;
     req.max_tokens = (int32_t)n_predict;
     req.stop = stops;
     req.n_stop = n_stops;
@@ -356,7 +233,7 @@ int meshrun_cmd_generate(int argc, char **argv) {
         fprintf(stderr, "meshrun generate: %s\n", err);
         goto out;
     }
-    double t0 = s_now();
+    double t0 = meshrun_now();
     while (!g.done) {
         rc = mesh_sched_step(sched);
         if (rc < 0 && !g.done) {
@@ -364,7 +241,7 @@ int meshrun_cmd_generate(int argc, char **argv) {
             goto out;
         }
     }
-    double t1 = s_now();
+    double t1 = meshrun_now();
     if (g.finish == MESH_SCHED_FINISH_ERROR) {
         fprintf(stderr, "\nmeshrun generate: generation failed: %s\n", mesh_strerror(g.error));
         goto out;
@@ -383,7 +260,7 @@ int meshrun_cmd_generate(int argc, char **argv) {
             "%.3f s (%.1f tok/s after the first), finish %s, seed %llu\n",
             (int)g.n_prompt, tp, tp > 0 ? g.n_prompt / tp : 0.0, (int)g.n_gen, tg,
             tg > 0 && g.n_gen > 1 ? (g.n_gen - 1) / tg : 0.0, mesh_sched_finish_name(g.finish),
-            (unsigned long long)sp.seed);
+            (unsigned long long)smp.params.seed);
     status = 0;
 out:
     mesh_sched_destroy(&sched);

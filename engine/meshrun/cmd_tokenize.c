@@ -3,6 +3,8 @@
 // to text with --decode. For checking prompts by hand and for scripts.
 #include "meshrun.h"
 
+#include "cli.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,89 +35,7 @@ static void s_usage(FILE *f) {
             "  --help           this text\n");
 }
 
-// Reads a whole file (or stdin for "-"). Caller frees *out.
-static int s_read_all(const char *path, char **out, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f)
-        return MESH_EIO;
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    int rc = 0;
-    while (b) {
-        if (n == cap) {
-            char *nb = realloc(b, cap * 2);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-            cap *= 2;
-        }
-        size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    if (!b)
-        rc = MESH_ENOMEM;
-    else if (ferror(f))
-        rc = MESH_EIO;
-    if (f != stdin)
-        fclose(f);
-    if (rc < 0) {
-        free(b);
-        return rc;
-    }
-    *out = b;
-    *len = n;
-    return 0;
-}
 
-// Parses ids separated by whitespace or commas. Caller frees *ids.
-static int s_parse_ids(const char *s, size_t len, int32_t **ids, size_t *n, char *bad,
-                       size_t bad_len) {
-    size_t cap = 64, k = 0;
-    int32_t *v = malloc(cap * sizeof *v);
-    if (!v)
-        return MESH_ENOMEM;
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (s[i] == ' ' || s[i] == ',' || s[i] == '\n' || s[i] == '\t' ||
-                           s[i] == '\r' || s[i] == '[' || s[i] == ']'))
-            i++;
-        if (i >= len)
-            break;
-        size_t j = i;
-        long long x = 0;
-        while (j < len && s[j] >= '0' && s[j] <= '9' && x <= INT32_MAX)
-            x = x * 10 + (s[j++] - '0');
-        if (j == i || x > INT32_MAX ||
-            (j < len && !(s[j] == ' ' || s[j] == ',' || s[j] == '\n' || s[j] == '\t' ||
-                          s[j] == '\r' || s[j] == ']'))) {
-            size_t e = j;
-            while (e < len && e - i < 20 && s[e] != ' ' && s[e] != ',' && s[e] != '\n')
-                e++;
-            snprintf(bad, bad_len, "%.*s", (int)(e - i + (e == i)), s + i);
-            free(v);
-            return MESH_EINVAL;
-        }
-        if (k == cap) {
-            int32_t *nv = realloc(v, cap * 2 * sizeof *nv);
-            if (!nv) {
-                free(v);
-                return MESH_ENOMEM;
-            }
-            v = nv;
-            cap *= 2;
-        }
-        v[k++] = (int32_t)x;
-        i = j;
-    }
-    *ids = v;
-    *n = k;
-    return 0;
-}
 
 int meshrun_cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *text_file = NULL, *ids_str = NULL, *ids_file = NULL;
@@ -192,7 +112,7 @@ int meshrun_cmd_tokenize(int argc, char **argv) {
     size_t len = 0;
     const char *src = decode ? ids_file : text_file;
     if (src) {
-        if ((rc = s_read_all(src, &buf, &len)) < 0) {
+        if ((rc = meshrun_read_file(src, 0, &buf, &len)) < 0) {
             fprintf(stderr, "meshrun tokenize: cannot read '%s': %s\n", src,
                     rc == MESH_EIO && errno ? strerror(errno) : mesh_strerror(rc));
             goto done;
@@ -207,7 +127,7 @@ int meshrun_cmd_tokenize(int argc, char **argv) {
     size_t n = 0;
     if (decode) {
         char bad[32] = "";
-        if ((rc = s_parse_ids(buf, len, &ids, &n, bad, sizeof bad)) < 0) {
+        if ((rc = meshrun_parse_ids(buf, len, &ids, &n, bad, sizeof bad)) < 0) {
             if (rc == MESH_EINVAL) {
                 fprintf(stderr, "meshrun tokenize: '%s' is not a token id\n", bad);
                 status = 2;
