@@ -233,7 +233,8 @@ S_INLINE size_t s_kblock_size(uint32_t T) {
 // Scales of one super-block, the same integers as mesh__kq_prep but without
 // the per-scale scalar unpacking for the common types (it was a third of the
 // decode time). Q4_K/Q5_K: 8 6-bit scales and mins from 12 bytes with word
-// masks; Q6_K: a sign extension. Others use the shared scalar version.
+// masks; Q6_K: a sign extension; Q2_K: nibbles. Q3_K uses the shared scalar
+// version.
 S_INLINE void s_prep_k(const uint32_t T, const uint8_t *blk, mesh__kq_prep_t *p) {
     if (T == MESH_QT_Q4_K || T == MESH_QT_Q5_K) {
         const uint8_t *sb = T == MESH_QT_Q4_K ? ((const mesh_block_q4_k_t *)blk)->scales
@@ -263,6 +264,15 @@ S_INLINE void s_prep_k(const uint32_t T, const uint8_t *blk, mesh__kq_prep_t *p)
         _mm256_storeu_si256((__m256i *)p->mn, _mm256_slli_epi16(sc, 5));
         p->d = s_h2f(b->d);
         p->dmin = 0.0f;
+    } else if (T == MESH_QT_Q2_K) {
+        const mesh_block_q2_k_t *b = (const void *)blk;
+        __m128i v = _mm_loadu_si128((const __m128i *)b->scales);
+        __m128i m4 = _mm_set1_epi8(0xF);
+        _mm256_storeu_si256((__m256i *)p->sc, _mm256_cvtepu8_epi16(_mm_and_si128(v, m4)));
+        _mm256_storeu_si256((__m256i *)p->mn,
+                            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4)));
+        p->d = s_h2f(b->d);
+        p->dmin = s_h2f(b->dmin);
     } else {
         mesh__kq_prep(T, blk, p);
     }
