@@ -468,6 +468,68 @@ S_DRIVER(s_gemm_f32, s_tile_f, MESH_QT_F32, 1, 4)
 S_DRIVER(s_gemm_f16, s_tile_f, MESH_QT_F16, 1, 4)
 S_DRIVER(s_gemm_bf16, s_tile_f, MESH_QT_BF16, 1, 4)
 
+// ---------------------------------------------------------------- activations
+
+// Quantizes 32 floats against scale 1/d (id): round to nearest even, as
+// lrintf does in the scalar reference, clamped to +-127. Returns the int32
+// lanes packed to 32 int8 in element order.
+S_INLINE __m256i s_round32(const float *x, float id) {
+    __m256 vid = _mm256_set1_ps(id);
+    const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+    __m256i q[4];
+    for (int j = 0; j < 4; j++) {
+        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), vid));
+        q[j] = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+    }
+    // packs work per 128-bit lane: fix the order with one permute at the end.
+    __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
+    __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+    return _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+S_INLINE float s_absmax(const float *x, int n) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < n; i += 8)
+        m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+// Same bytes as the scalar reference quantizers of Q8_0 and Q8_K (same
+// float operations; max is exact; rounding is to nearest even in both).
+void mesh__quantize_act_avx2(mesh_qtype_t t, const float *x, void *out, int64_t n);
+void mesh__quantize_act_avx2(mesh_qtype_t t, const float *x, void *out, int64_t n) {
+    if (t == MESH_QT_Q8_0) {
+        mesh_block_q8_0_t *b = out;
+        for (int64_t i = 0; i < n / 32; i++, x += 32) {
+            float d = s_absmax(x, 32) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            b[i].d = mesh_f32_to_fp16(d);
+            _mm256_storeu_si256((__m256i *)b[i].qs, s_round32(x, id));
+        }
+    } else { // MESH_QT_Q8_K
+        mesh_block_q8_k_t *b = out;
+        for (int64_t i = 0; i < n / 256; i++, x += 256) {
+            float d = s_absmax(x, 256) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            b[i].d = d;
+            for (int g = 0; g < 8; g++) {
+                __m256i q = s_round32(x + 32 * g, id);
+                _mm256_storeu_si256((__m256i *)(b[i].qs + 32 * g), q);
+                // bsums: sums of 16 quants = madd(maddubs(1, q)) folded per half.
+                __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q); // pairs
+                __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1)); // quads
+                // lanes 0..3 -> elements 0..15, lanes 4..7 -> 16..31
+                __m256i t = _mm256_hadd_epi32(s32, s32); // [q0+q1, q2+q3, ..| q4+q5, q6+q7, ..]
+                t = _mm256_hadd_epi32(t, t);             // lane 0: elements 0..15, lane 4: 16..31
+                b[i].bsums[2 * g] = (int16_t)_mm256_extract_epi32(t, 0);
+                b[i].bsums[2 * g + 1] = (int16_t)_mm256_extract_epi32(t, 4);
+            }
+        }
+    }
+}
+
 mesh__gemm_fn mesh__gemm_avx2(uint32_t wtype) {
     switch (wtype) {
     case MESH_QT_Q8_0: return s_gemm_q8_0;
