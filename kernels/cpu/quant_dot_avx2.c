@@ -233,8 +233,7 @@ S_INLINE size_t s_kblock_size(uint32_t T) {
 // Scales of one super-block, the same integers as mesh__kq_prep but without
 // the per-scale scalar unpacking for the common types (it was a third of the
 // decode time). Q4_K/Q5_K: 8 6-bit scales and mins from 12 bytes with word
-// masks; Q6_K: a sign extension; Q2_K: nibbles. Q3_K uses the shared scalar
-// version.
+// masks; Q6_K: a sign extension; Q2_K: nibbles; Q3_K: the same word masks.
 S_INLINE void s_prep_k(const uint32_t T, const uint8_t *blk, mesh__kq_prep_t *p) {
     if (T == MESH_QT_Q4_K || T == MESH_QT_Q5_K) {
         const uint8_t *sb = T == MESH_QT_Q4_K ? ((const mesh_block_q4_k_t *)blk)->scales
@@ -273,8 +272,22 @@ S_INLINE void s_prep_k(const uint32_t T, const uint8_t *blk, mesh__kq_prep_t *p)
                             _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4)));
         p->d = s_h2f(b->d);
         p->dmin = s_h2f(b->dmin);
-    } else {
-        mesh__kq_prep(T, blk, p);
+    } else { // MESH_QT_Q3_K: 16 6-bit scales, low nibbles then 2-bit tops
+        const mesh_block_q3_k_t *b = (const void *)blk;
+        uint32_t a[3];
+        memcpy(a, b->scales, 12);
+        const uint32_t k4 = 0x0f0f0f0fu, k2 = 0x03030303u;
+        uint32_t s0 = (a[0] & k4) | (((a[2] >> 0) & k2) << 4);
+        uint32_t s1 = (a[1] & k4) | (((a[2] >> 2) & k2) << 4);
+        uint32_t s2 = ((a[0] >> 4) & k4) | (((a[2] >> 4) & k2) << 4);
+        uint32_t s3 = ((a[1] >> 4) & k4) | (((a[2] >> 6) & k2) << 4);
+        __m128i v = _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3),
+                                 _mm_set1_epi8(32));
+        __m256i sc = _mm256_cvtepi8_epi16(v);
+        _mm256_storeu_si256((__m256i *)p->sc, sc);
+        _mm256_storeu_si256((__m256i *)p->mn, _mm256_slli_epi16(sc, 2));
+        p->d = s_h2f(b->d);
+        p->dmin = 0.0f;
     }
 }
 
