@@ -298,3 +298,18 @@ int mesh_tmpl_render_chat(const mesh_tmpl_t *t, const mesh_tmpl_chat_t *chat, ch
     }
     return s_render(t, s_setup_chat, chat, out, out_len, err, err_len);
 }
+
+// Text of the token whose id is stored under id_key, or NULL.
+static const char *s_gguf_token_text(const mesh_gguf_t *g, const char *id_key) {
+    uint32_t id;
+    const char *text = NULL;
+    if (mesh_gguf_get_u32(g, id_key, &id) ||
+        mesh_gguf_get_arr_str(g, "tokenizer.ggml.tokens", id, &text, NULL))
+        return NULL;
+    return text;
+}
+
+void mesh_tmpl_chat_specials_from_gguf(mesh_tmpl_chat_t *chat, const mesh_gguf_t *g) {
+    chat->bos_token = s_gguf_token_text(g, "tokenizer.ggml.bos_token_id");
+    chat->eos_token = s_gguf_token_text(g, "tokenizer.ggml.eos_token_id");
+}

@@ -31,6 +31,7 @@
 #ifndef MESH_CHAT_TEMPLATE_H
 #define MESH_CHAT_TEMPLATE_H
 
+#include "gguf.h"
 #include "json.h"
 
 #include <stdbool.h>
@@ -79,6 +80,11 @@ typedef struct {
                                  // string holding an object is passed as that object
                                  // (HF templates expect a mapping); true: as given
 } mesh_tmpl_chat_t;
+
+// Sets chat->bos_token and ->eos_token to the texts of the model's bos and
+// eos tokens (tokenizer.ggml.bos/eos_token_id in g); NULL where absent. The
+// strings belong to g.
+void mesh_tmpl_chat_specials_from_gguf(mesh_tmpl_chat_t *chat, const mesh_gguf_t *g);
 
 // Renders a chat (see mesh_tmpl_render for the result and errors).
 int mesh_tmpl_render_chat(const mesh_tmpl_t *t, const mesh_tmpl_chat_t *chat, char **out,

@@ -10,6 +10,7 @@
 // reuse across turns yet), which is fine at chat lengths on the tiny and
 // small models.
 #include "meshrun.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -40,34 +41,12 @@ static void s_usage(FILE *f) {
                "  --system TEXT    a system message at the start of the conversation\n"
                "  -n N             tokens per answer at most (default 512)\n"
                "  --ctx N          KV cache size in tokens (default 4096, at most the model's)\n"
-               "  --greedy         always take the most likely token\n"
-               "  --temp T         temperature (default 0.8)\n"
-               "  --top-k K        (default 40)   --top-p P (default 0.95)   --min-p P (default 0.05)\n"
-               "  --seed S         RNG seed (default: from the clock)\n"
+               MESHRUN_SAMPLING_USAGE
                "  --think | --no-think  set enable_thinking (default: the template's)\n"
                "  --threads N      CPU threads (default: physical cores)\n"
                "  --help           this text\n");
 }
 
-static bool s_num(const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(x) || x < lo || x > hi)
-        return false;
-    *out = x;
-    return true;
-}
-
-// Text of the token whose id is stored under id_key, or NULL.
-static const char *s_token_text(const mesh_gguf_t *g, const char *id_key) {
-    uint32_t id;
-    const char *s = NULL;
-    if (mesh_gguf_get_u32(g, id_key, &id) ||
-        mesh_gguf_get_arr_str(g, "tokenizer.ggml.tokens", id, &s, NULL))
-        return NULL;
-    return s;
-}
 
 // The answer being streamed: its text is kept for the conversation.
 typedef struct {
@@ -143,22 +122,19 @@ int meshrun_cmd_chat(int argc, char **argv) {
     const char *model_path = NULL, *system = NULL;
     long n_predict = 512, n_ctx = 4096;
     int n_threads = 0, think = -1;
-    bool have_seed = false;
-    mesh_sampler_params_t sp = mesh_sampler_params_default();
-    sp.temperature = 0.8f;
-    sp.top_k = 40;
-    sp.top_p = 0.95f;
-    sp.min_p = 0.05f;
+    meshrun_sampling_t smp;
+    meshrun_sampling_init(&smp);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             s_usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--greedy")) {
-            sp.temperature = 0.0f;
+        int taken = meshrun_sampling_opt(&smp, "chat", argc, argv, &i);
+        if (taken < 0)
+            return 2;
+        if (taken)
             continue;
-        }
         if (!strcmp(a, "--think") || !strcmp(a, "--no-think")) {
             think = !strcmp(a, "--think");
             continue;
@@ -173,24 +149,13 @@ int meshrun_cmd_chat(int argc, char **argv) {
             model_path = v;
         else if (!strcmp(a, "--system"))
             system = v;
-        else if (!strcmp(a, "-n") && s_num(v, 1, 1 << 24, &x))
+        else if (!strcmp(a, "-n") && meshrun_parse_double(v, 1, 1 << 24, &x))
             n_predict = (long)x;
-        else if (!strcmp(a, "--ctx") && s_num(v, 16, 1 << 24, &x))
+        else if (!strcmp(a, "--ctx") && meshrun_parse_double(v, 16, 1 << 24, &x))
             n_ctx = (long)x;
-        else if (!strcmp(a, "--temp") && s_num(v, 0, 100, &x))
-            sp.temperature = (float)x;
-        else if (!strcmp(a, "--top-k") && s_num(v, 0, INT32_MAX, &x))
-            sp.top_k = (int32_t)x;
-        else if (!strcmp(a, "--top-p") && s_num(v, 1e-6, 1, &x))
-            sp.top_p = (float)x;
-        else if (!strcmp(a, "--min-p") && s_num(v, 0, 1, &x))
-            sp.min_p = (float)x;
-        else if (!strcmp(a, "--threads") && s_num(v, 1, 1024, &x))
+        else if (!strcmp(a, "--threads") && meshrun_parse_double(v, 1, 1024, &x))
             n_threads = (int)x;
-        else if (!strcmp(a, "--seed") && s_num(v, 0, 1.8e19, &x)) {
-            sp.seed = (uint64_t)x;
-            have_seed = true;
-        } else {
+        else {
             fprintf(stderr, "meshrun chat: unknown option or bad value: %s %s (see --help)\n", a,
                     v);
             return 2;
@@ -200,11 +165,7 @@ int meshrun_cmd_chat(int argc, char **argv) {
         fprintf(stderr, "meshrun chat: --model is required (see --help)\n");
         return 2;
     }
-    if (!have_seed) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        sp.seed = (uint64_t)ts.tv_sec * 1000000007ULL ^ (uint64_t)ts.tv_nsec;
-    }
+    meshrun_sampling_finish(&smp);
 
     int status = 1;
     char err[512] = "";
@@ -251,10 +212,8 @@ int meshrun_cmd_chat(int argc, char **argv) {
     if (!(msgs = mesh_json_new_array()) ||
         (system && s_add_message(msgs, "system", system, strlen(system), NULL, 0)))
         goto oom;
-    mesh_tmpl_chat_t chat = {.add_generation_prompt = true,
-                             .enable_thinking = think,
-                             .bos_token = s_token_text(g, "tokenizer.ggml.bos_token_id"),
-                             .eos_token = s_token_text(g, "tokenizer.ggml.eos_token_id")};
+    mesh_tmpl_chat_t chat = {.add_generation_prompt = true, .enable_thinking = think};
+    mesh_tmpl_chat_specials_from_gguf(&chat, g);
     mesh_sched_stats_t st;
     mesh_sched_stats(sched, &st);
     bool tty = isatty(STDIN_FILENO);
@@ -309,8 +268,8 @@ int meshrun_cmd_chat(int argc, char **argv) {
         mesh_sched_request_init(&req);
         req.prompt = ids;
         req.n_prompt = (int32_t)n_ids;
-        req.sampling = sp;
-        req.sampling.seed = sp.seed + (uint64_t)mesh_json_len(msgs); // new stream each turn
+        req.sampling = smp.params;
+        req.sampling.seed = smp.params.seed + (uint64_t)mesh_json_len(msgs); // new stream each turn
         req.max_tokens = (int32_t)max_tokens;
         req.on_event = s_on_event;
         req.user = &ans;

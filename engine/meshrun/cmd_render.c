@@ -6,12 +6,14 @@
 // other members become template variables too. The prompt is written to
 // stdout byte for byte (no newline added).
 #include "meshrun.h"
+#include "cli.h"
 
 #include "chat_template.h"
 #include "gguf.h"
 #include "json.h"
 #include "mesh_err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,54 +35,16 @@ static void s_usage(FILE *f) {
 
 // Reads a whole file (or stdin for "-"); caller frees. NULL with a message on failure.
 static char *s_read_file(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        fprintf(stderr, "meshrun render: cannot open '%s'\n", path);
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap + 1);
-    while (b) {
-        size_t k = fread(b + n, 1, cap - n, f);
-        n += k;
-        if (n < cap) {
-            if (ferror(f)) {
-                fprintf(stderr, "meshrun render: read error on '%s'\n", path);
-                free(b);
-                b = NULL;
-            }
-            break;
-        }
-        if (cap >= S_MAX_FILE) {
-            fprintf(stderr, "meshrun render: '%s' is larger than %zu bytes\n", path, S_MAX_FILE);
-            free(b);
-            b = NULL;
-            break;
-        }
-        cap *= 2;
-        char *nb = realloc(b, cap + 1);
-        if (!nb)
-            free(b);
-        b = nb;
-    }
-    if (f != stdin)
-        fclose(f);
-    if (!b)
-        return NULL;
-    b[n] = 0;
-    *len = n;
+    char *b = NULL;
+    int rc = meshrun_read_file(path, S_MAX_FILE, &b, len);
+    if (rc == MESH_ERANGE)
+        fprintf(stderr, "meshrun render: '%s' is larger than %zu bytes\n", path, (size_t)S_MAX_FILE);
+    else if (rc)
+        fprintf(stderr, "meshrun render: cannot read '%s': %s\n", path,
+                rc == MESH_EIO && errno ? strerror(errno) : mesh_strerror(rc));
     return b;
 }
 
-// Text of the token whose id is stored under id_key, or NULL.
-static const char *s_token_text(const mesh_gguf_t *g, const char *id_key) {
-    uint32_t id;
-    const char *s = NULL;
-    if (mesh_gguf_get_u32(g, id_key, &id) ||
-        mesh_gguf_get_arr_str(g, "tokenizer.ggml.tokens", id, &s, NULL))
-        return NULL;
-    return s;
-}
 
 int meshrun_cmd_render(int argc, char **argv) {
     const char *model = NULL, *chat_path = NULL, *tmpl_path = NULL;
@@ -127,8 +91,7 @@ int meshrun_cmd_render(int argc, char **argv) {
             fprintf(stderr, "meshrun render: %s: %s\n", model, err);
             goto done;
         }
-        c.bos_token = s_token_text(g, "tokenizer.ggml.bos_token_id");
-        c.eos_token = s_token_text(g, "tokenizer.ggml.eos_token_id");
+        mesh_tmpl_chat_specials_from_gguf(&c, g);
     }
     if (tmpl_path) {
         size_t n;
