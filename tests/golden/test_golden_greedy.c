@@ -18,6 +18,7 @@
 
 #include "engine.h"
 #include "mesh_err.h"
+#include "mesh_test.h"
 #include "scheduler.h"
 #include "tokenizer.h"
 
@@ -28,100 +29,52 @@ typedef struct {
     int n;
 } s_ids_t;
 
-static char *s_golden;     // tiny-glm.golden.json
+static mesh_json_t *s_golden; // tiny-glm.golden.json
 static s_ids_t s_prompt[2];
 static s_ids_t s_want[2];  // greedy[i].new_tokens
 static int32_t s_argmax_last[2];
 static mesh_model_t *s_model;
 static mesh_tok_t *s_tok;
 
-static char *s_slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n > 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b)
-        b[n] = 0;
-    return b;
-}
-
-// The k-th occurrence of "key": at or after `from`; returns a pointer just
-// after the colon, or NULL. A narrow scanner for this one known file.
-static const char *s_key(const char *from, const char *key, int k) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = from;
-    for (int i = 0; i <= k; i++) {
-        p = strstr(p, pat);
-        if (!p)
-            return NULL;
-        p += strlen(pat);
-    }
-    return p;
-}
-
-static int s_int_array(const char *p, s_ids_t *out) {
-    while (*p == ' ' || *p == '\n')
-        p++;
-    if (*p++ != '[')
+// Copies a JSON id array into out. 0, or -1 when it is not one or too long.
+static int s_ids(const mesh_json_t *v, s_ids_t *out) {
+    int32_t *ids = NULL;
+    long n = mesh_test_json_ids(v, &ids);
+    if (n < 0 || n > MAX_IDS) {
+        free(ids);
         return -1;
-    out->n = 0;
-    for (;;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            return -1;
-        if (out->n == MAX_IDS)
-            return -1;
-        out->ids[out->n++] = (int32_t)v;
-        p = end;
-        while (*p == ' ' || *p == '\n' || *p == ',')
-            p++;
-        if (*p == ']')
-            return 0;
     }
+    memcpy(out->ids, ids, (size_t)n * sizeof *ids);
+    out->n = (int)n;
+    free(ids);
+    return 0;
 }
 
 static int s_setup(void **state) {
     (void)state;
-    const char *td = getenv("MESH_TESTDATA");
-    if (!td) {
-        fprintf(stderr, "test_golden_greedy: MESH_TESTDATA is not set\n");
-        return -1;
-    }
     char path[1024];
-    snprintf(path, sizeof path, "%s/glm-tiny/tiny-glm.golden.json", td);
-    s_golden = s_slurp(path);
-    if (!s_golden) {
-        fprintf(stderr, "test_golden_greedy: cannot read %s\n", path);
+    mesh_json_t *golden = s_golden = mesh_test_load_json("glm-tiny/tiny-glm.golden.json");
+    if (!golden || mesh_test_data_path(path, sizeof path, "glm-tiny/tiny-glm.bf16.gguf"))
+        return -1;
+    const mesh_json_t *prompts = mesh_json_get(golden, "prompts");
+    const mesh_json_t *greedy = mesh_json_get(golden, "greedy");
+    const mesh_json_t *stats = mesh_json_get(golden, "logits_stats");
+    int bad = !prompts || !greedy || !stats;
+    for (int i = 0; i < 2 && !bad; i++) {
+        const mesh_json_t *g = mesh_json_at(greedy, (size_t)i);
+        bad = mesh_json_int(mesh_json_get(g, "prompt_index")) != i ||
+              s_ids(mesh_json_get(g, "new_tokens"), &s_want[i]) || s_want[i].n != N_NEW ||
+              s_ids(mesh_json_get(mesh_json_at(prompts, (size_t)i), "ids"), &s_prompt[i]) ||
+              mesh_json_type(mesh_json_get(mesh_json_at(stats, (size_t)i), "argmax_last")) !=
+                  MESH_JSON_INT;
+        if (!bad)
+            s_argmax_last[i] =
+                (int32_t)mesh_json_int(mesh_json_get(mesh_json_at(stats, (size_t)i), "argmax_last"));
+    }
+    if (bad) {
+        fprintf(stderr, "test_golden_greedy: unexpected layout in tiny-glm.golden.json\n");
         return -1;
     }
-    const char *prompts = s_key(s_golden, "prompts", 0);
-    const char *greedy = s_key(s_golden, "greedy", 0);
-    const char *stats = s_key(s_golden, "logits_stats", 0);
-    if (!prompts || !greedy || !stats)
-        return -1;
-    for (int i = 0; i < 2; i++) {
-        const char *pi = s_key(greedy, "prompt_index", i);
-        if (!pi || atoi(pi) != i || s_int_array(s_key(greedy, "new_tokens", i), &s_want[i]) ||
-            s_want[i].n != N_NEW || s_int_array(s_key(prompts, "ids", i), &s_prompt[i])) {
-            fprintf(stderr, "test_golden_greedy: unexpected layout in %s\n", path);
-            return -1;
-        }
-        const char *am = s_key(stats, "argmax_last", i);
-        if (!am)
-            return -1;
-        s_argmax_last[i] = atoi(am);
-    }
-    snprintf(path, sizeof path, "%s/glm-tiny/tiny-glm.bf16.gguf", td);
     mesh_model_params_t mp;
     mesh_model_params_default(&mp);
     mp.kv_tokens = 512;
@@ -144,7 +97,7 @@ static int s_teardown(void **state) {
     (void)state;
     mesh_tok_destroy(&s_tok);
     mesh_model_destroy(&s_model);
-    free(s_golden);
+    mesh_json_destroy(&s_golden);
     return 0;
 }
 
@@ -279,18 +232,17 @@ static void test_batch_equals_solo(void **state) {
 // same way.
 static void test_text_prompt(void **state) {
     (void)state;
-    const char *t = s_key(s_key(s_golden, "prompts", 0), "text", 0);
+    size_t len = 0;
+    const char *t =
+        mesh_json_str(mesh_json_get(mesh_json_at(mesh_json_get(s_golden, "prompts"), 0), "text"),
+                      &len);
     assert_non_null(t);
-    t = strchr(t, '"');
-    assert_non_null(t);
-    const char *end = strchr(t + 1, '"'); // prompt 0's text has no escapes
-    assert_non_null(end);
     mesh_sched_request_t r;
     s_rx_t rx;
     s_req(&r, &s_prompt[0], N_NEW, &rx);
     r.prompt = NULL;
-    r.prompt_text = t + 1;
-    r.prompt_text_len = (size_t)(end - t - 1);
+    r.prompt_text = t;
+    r.prompt_text_len = len;
     s_rx_t got;
     s_solo(&r, &got);
     assert_int_equal(got.n, N_NEW);

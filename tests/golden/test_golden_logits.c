@@ -10,6 +10,7 @@
 // batch equal each alone (bit-identical), chunked batches equal one batch, and
 // the f16 KV cache still meets the bf16 bound.
 #include "engine.h"
+#include "mesh_test.h"
 #include "mesh_err.h"
 #include "quant.h"
 
@@ -30,113 +31,50 @@ typedef struct {
     int32_t *ids;
 } s_prompt_t;
 
-static char *s_json;
+static mesh_json_t *s_golden; // tiny-glm.golden.json
 static s_prompt_t s_p[S_NP];
 static float *s_ref[S_NP]; // [n][V]
 static int s_V;
 static char s_dir[1024];
 
-static char *s_slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) {
-        b[n] = 0;
-        if (len)
-            *len = (size_t)n;
-    }
-    return b;
-}
-
-// Ad-hoc reader: the i-th "ids": [ ... ] array after "prompts".
-static int s_parse_ids(const char *json, int which, s_prompt_t *out) {
-    const char *p = strstr(json, "\"prompts\"");
-    for (int i = 0; p && i <= which; i++) {
-        p = strstr(p, "\"ids\"");
-        if (p && i < which)
-            p += 5;
-    }
-    if (!p || !(p = strchr(p, '[')))
-        return -1;
-    p++;
-    int cap = 1024;
-    out->ids = malloc(sizeof(int32_t) * (size_t)cap);
-    out->n = 0;
-    for (;;) {
-        while (*p == ' ' || *p == '\n' || *p == ',' || *p == '\r' || *p == '\t')
-            p++;
-        if (*p == ']')
-            break;
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            return -1;
-        if (out->n == cap)
-            out->ids = realloc(out->ids, sizeof(int32_t) * (size_t)(cap *= 2));
-        out->ids[out->n++] = (int32_t)v;
-        p = end;
-    }
-    return 0;
-}
-
-// llama.cpp's mean abs error for prompt i on a file kind ("q8_0_file").
+// llama.cpp's mean abs error for prompt i on a file kind ("q8_0_file"), or -1.
 static double s_peer(const char *kind, int prompt) {
-    const char *p = strstr(s_json, "\"peer_llama_cpp_cpu\"");
-    char key[64];
-    snprintf(key, sizeof key, "\"%s\"", kind);
-    p = p ? strstr(p, key) : NULL;
-    for (int i = 0; p && i <= prompt; i++) {
-        p = strstr(p, "\"mean_abs_err\"");
-        if (p && i < prompt)
-            p += 10;
-    }
-    if (!p || !(p = strchr(p, ':')))
-        return -1;
-    return strtod(p + 1, NULL);
+    const mesh_json_t *runs = mesh_json_get(mesh_json_get(s_golden, "peer_llama_cpp_cpu"), kind);
+    const mesh_json_t *e = mesh_json_at(runs, (size_t)prompt);
+    const mesh_json_t *v = mesh_json_get(e, "mean_abs_err");
+    return v ? mesh_json_number(v) : -1;
 }
 
 static int s_setup(void **state) {
     (void)state;
-    const char *td = getenv("MESH_TESTDATA");
-    if (!td) {
-        fprintf(stderr, "MESH_TESTDATA is not set: the golden tests need ../shared/testdata\n");
-        return -1;
-    }
-    snprintf(s_dir, sizeof s_dir, "%s/glm-tiny", td);
     char path[1200];
-    snprintf(path, sizeof path, "%s/tiny-glm.golden.json", s_dir);
-    s_json = s_slurp(path, NULL);
-    if (!s_json) {
-        fprintf(stderr, "missing test data: %s\n", path);
+    if (!(s_golden = mesh_test_load_json("glm-tiny/tiny-glm.golden.json")) ||
+        mesh_test_data_path(path, sizeof path, "glm-tiny/tiny-glm.logits.f32"))
         return -1;
-    }
-    const char *v = strstr(s_json, "\"vocab_size\"");
-    s_V = v ? atoi(strchr(v, ':') + 1) : 0;
+    snprintf(s_dir, sizeof s_dir, "%.*s", (int)(strrchr(path, '/') - path), path);
+    s_V = (int)mesh_json_int(mesh_json_get(s_golden, "vocab_size"));
     size_t len = 0;
-    snprintf(path, sizeof path, "%s/tiny-glm.logits.f32", s_dir);
-    char *lg = s_slurp(path, &len);
+    char *lg = mesh_test_slurp(path, &len);
     if (!lg || s_V <= 0) {
         fprintf(stderr, "missing or bad test data: %s\n", path);
+        free(lg);
         return -1;
     }
+    const mesh_json_t *prompts = mesh_json_get(s_golden, "prompts");
     size_t off = 0;
     for (int i = 0; i < S_NP; i++) {
-        if (s_parse_ids(s_json, i, &s_p[i])) {
+        long n = mesh_test_json_ids(mesh_json_get(mesh_json_at(prompts, (size_t)i), "ids"),
+                                    &s_p[i].ids);
+        if (n <= 0) {
             fprintf(stderr, "cannot read prompts[%d].ids from the golden json\n", i);
+            free(lg);
             return -1;
         }
+        s_p[i].n = (int)n;
         size_t bytes = sizeof(float) * (size_t)s_p[i].n * (size_t)s_V;
         if (off + bytes > len) {
             fprintf(stderr, "reference logits file is shorter than the prompts need\n");
+            free(lg);
             return -1;
         }
         s_ref[i] = malloc(bytes);
@@ -153,7 +91,7 @@ static int s_teardown(void **state) {
         free(s_p[i].ids);
         free(s_ref[i]);
     }
-    free(s_json);
+    mesh_json_destroy(&s_golden);
     return 0;
 }
 

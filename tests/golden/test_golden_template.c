@@ -17,38 +17,7 @@
 #include "chat_template.h"
 #include "gguf.h"
 #include "json.h"
-
-static char *s_path(const char *rel) {
-    const char *td = getenv("MESH_TESTDATA");
-    if (!td || !*td) {
-        fprintf(stderr, "MESH_TESTDATA is not set: the golden test needs shared/testdata\n");
-        return NULL;
-    }
-    size_t n = strlen(td) + strlen(rel) + 2;
-    char *p = malloc(n);
-    snprintf(p, n, "%s/%s", td, rel);
-    return p;
-}
-
-static char *s_slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) {
-        b[n] = 0;
-        *len = (size_t)n;
-    }
-    return b;
-}
+#include "mesh_test.h"
 
 static void s_show_diff(size_t i, const char *got, size_t gn, const char *want, size_t wn) {
     size_t k = 0;
@@ -64,11 +33,8 @@ static void s_show_diff(size_t i, const char *got, size_t gn, const char *want, 
 
 static void test_golden_chat_template(void **state) {
     (void)state;
-    char *gguf = s_path("glm-tiny/tiny-glm.bf16.gguf");
-    char *gold = s_path("glm-tiny/text.golden.json");
-    assert_non_null(gguf);
-    assert_non_null(gold);
-    char err[256];
+    char gguf[4096], err[256];
+    assert_int_equal(mesh_test_data_path(gguf, sizeof gguf, "glm-tiny/tiny-glm.bf16.gguf"), 0);
     mesh_gguf_t *model = NULL;
     if (mesh_gguf_open(gguf, &model, err, sizeof err))
         fprintf(stderr, "cannot open %s: %s\n", gguf, err);
@@ -77,13 +43,8 @@ static void test_golden_chat_template(void **state) {
     if (mesh_gguf_get_str(model, "tokenizer.chat_template", &src, NULL))
         fprintf(stderr, "no tokenizer.chat_template in %s\n", gguf);
     assert_non_null(src);
-    size_t glen = 0;
-    char *gtext = s_slurp(gold, &glen);
-    if (!gtext)
-        fprintf(stderr, "cannot read %s\n", gold);
-    assert_non_null(gtext);
-    mesh_json_t *g = NULL;
-    assert_int_equal(mesh_json_parse(gtext, glen, &g, err, sizeof err), 0);
+    mesh_json_t *g = mesh_test_load_json("glm-tiny/text.golden.json");
+    assert_non_null(g);
     mesh_tmpl_t *t = mesh_tmpl_new(src, err, sizeof err);
     if (!t)
         fprintf(stderr, "%s\n", err);
@@ -123,10 +84,7 @@ static void test_golden_chat_template(void **state) {
     mesh_tmpl_destroy(&t);
     assert_null(t);
     mesh_json_destroy(&g);
-    free(gtext);
     mesh_gguf_close(&model);
-    free(gguf);
-    free(gold);
 }
 
 // Runs a shell command; returns its exit status and stdout (caller frees).
@@ -153,20 +111,16 @@ static void test_meshrun_render(void **state) {
     (void)state;
     const char *bin = getenv("MESH_BIN_DIR");
     assert_non_null(bin);
-    char *gguf = s_path("glm-tiny/tiny-glm.bf16.gguf");
-    char *gold = s_path("glm-tiny/text.golden.json");
-    assert_non_null(gguf);
-    size_t glen = 0;
-    char *gtext = s_slurp(gold, &glen);
-    assert_non_null(gtext);
-    mesh_json_t *g = NULL;
-    assert_int_equal(mesh_json_parse(gtext, glen, &g, NULL, 0), 0);
+    char gguf[4096];
+    assert_int_equal(mesh_test_data_path(gguf, sizeof gguf, "glm-tiny/tiny-glm.bf16.gguf"), 0);
+    mesh_json_t *g = mesh_test_load_json("glm-tiny/text.golden.json");
+    assert_non_null(g);
     mesh_json_t *cases = mesh_json_get(g, "chat_template_cases");
     char tmp[] = "/tmp/mesh_render_XXXXXX";
     int fd = mkstemp(tmp);
     assert_true(fd >= 0);
     close(fd);
-    char cmd[4096];
+    char cmd[10240];
     for (size_t i = 0; i < mesh_json_len(cases); i++) {
         mesh_json_t *c = mesh_json_clone(mesh_json_at(cases, i));
         size_t wn;
@@ -261,9 +215,6 @@ static void test_meshrun_render(void **state) {
     free(out);
     unlink(tmp);
     mesh_json_destroy(&g);
-    free(gtext);
-    free(gguf);
-    free(gold);
 }
 
 int main(void) {
