@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+// meshcoord: the coordinator daemon. Starts the core (registry, node links,
+// routing, failover) and the admin HTTP API, then waits for SIGTERM/SIGINT.
+#include "coord_admin.h"
+#include "coord_core.h"
+#include "mesh_err.h"
+#include "mesh_log.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t s_stop;
+static void s_on_signal(int sig) {
+    (void)sig;
+    s_stop = 1;
+}
+
+static void s_usage(FILE *f) {
+    fprintf(f,
+            "usage: meshcoord [options]\n"
+            "  --state FILE          node registry (default meshcoord.state.json)\n"
+            "  --key FILE            CURVE key file, created on first start (default "
+            "meshcoord.key)\n"
+            "  --admin HOST:PORT     admin API address (default 127.0.0.1:7700; port 0: any)\n"
+            "  --admin-token-file F  admin token, created on first start (default "
+            "admin.token)\n"
+            "  --port-file FILE      write the admin port there once listening\n"
+            "  --heartbeat-ms N      node heartbeat interval assumed (default 1000)\n"
+            "  --dead-after N        missed heartbeats before a node is dead (default 3)\n"
+            "  --name NAME           this coordinator's name (default meshcoord)\n"
+            "  --log-level LEVEL     debug, info, warn, error\n"
+            "  --print-key           print this coordinator's public key and exit\n"
+            "  -h, --help            this text\n");
+}
+
+static long s_num(const char *opt, const char *v, long lo, long hi) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < lo || n > hi) {
+        fprintf(stderr, "meshcoord: %s needs a number from %ld to %ld, got '%s'\n", opt, lo, hi,
+                v);
+        exit(2);
+    }
+    return n;
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"state", 1, 0, 's'},       {"key", 1, 0, 'k'},       {"admin", 1, 0, 'a'},
+        {"admin-token-file", 1, 0, 't'}, {"port-file", 1, 0, 'p'},
+        {"heartbeat-ms", 1, 0, 'H'}, {"dead-after", 1, 0, 'D'}, {"name", 1, 0, 'n'},
+        {"log-level", 1, 0, 'l'},   {"print-key", 0, 0, 'P'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    mesh_coord_opts_t co = {.state_path = "meshcoord.state.json", .key_path = "meshcoord.key"};
+    const char *admin = "127.0.0.1:7700", *token_file = "admin.token", *port_file = NULL;
+    int print_key = 0, ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's': co.state_path = optarg; break;
+        case 'k': co.key_path = optarg; break;
+        case 'a': admin = optarg; break;
+        case 't': token_file = optarg; break;
+        case 'p': port_file = optarg; break;
+        case 'H': co.heartbeat_ms = (uint32_t)s_num("--heartbeat-ms", optarg, 10, 600000); break;
+        case 'D': co.dead_after = (uint32_t)s_num("--dead-after", optarg, 1, 1000); break;
+        case 'n': co.name = optarg; break;
+        case 'l': {
+            mesh_log_level_t lv;
+            if (mesh_log_parse_level(optarg, &lv)) {
+                fprintf(stderr, "meshcoord: --log-level must be debug, info, warn or error\n");
+                return 2;
+            }
+            mesh_log_set_level(lv);
+            break;
+        }
+        case 'P': print_key = 1; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "meshcoord: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    char host[64];
+    const char *colon = strrchr(admin, ':');
+    if (!colon || (size_t)(colon - admin) >= sizeof host) {
+        fprintf(stderr, "meshcoord: --admin must be HOST:PORT, got '%s'\n", admin);
+        return 2;
+    }
+    memcpy(host, admin, (size_t)(colon - admin));
+    host[colon - admin] = 0;
+    uint16_t port = (uint16_t)s_num("--admin port", colon + 1, 0, 65535);
+
+    signal(SIGPIPE, SIG_IGN);
+    char err[512];
+    mesh_coord_t *core = NULL;
+    int rc = mesh_coord_new(&co, &core, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "meshcoord: %s\n", err);
+        return 1;
+    }
+    if (print_key) {
+        printf("%s\n", mesh_coord_public_key(core));
+        mesh_coord_destroy(&core);
+        return 0;
+    }
+    char token[128];
+    rc = mesh_coord_admin_token(token_file, token, sizeof token, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "meshcoord: %s\n", err);
+        mesh_coord_destroy(&core);
+        return 1;
+    }
+    mesh_coord_admin_t *api = NULL;
+    uint16_t bound = 0;
+    rc = mesh_coord_admin_start(core, host, port, token, &api, &bound, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "meshcoord: %s\n", err);
+        mesh_coord_destroy(&core);
+        return 1;
+    }
+    if (port_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%u\n", bound) < 0 || fclose(f) != 0 || rename(tmp, port_file)) {
+            fprintf(stderr, "meshcoord: cannot write --port-file %s\n", port_file);
+            mesh_coord_admin_stop(&api);
+            mesh_coord_destroy(&core);
+            return 1;
+        }
+    }
+    MESH_INFO("meshcoord: admin API on http://%s:%u, public key %s", host, bound,
+              mesh_coord_public_key(core));
+    struct sigaction sa = {0};
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    while (!s_stop)
+        pause();
+    MESH_INFO("meshcoord: stopping");
+    mesh_coord_admin_stop(&api);
+    mesh_coord_destroy(&core);
+    return 0;
+}
