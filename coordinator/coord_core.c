@@ -253,8 +253,8 @@ static void s_dispatch(mesh_coord_t *c, s_req_t *r) {
             return;
         }
         g->request_id = r->id;
-        free(g->quant);
-        g->quant = strdup(nd->models[res.model].quant);
+        char *orig_quant = g->quant; // protobuf-c owns it (maybe a static ""): put back
+        g->quant = nd->models[res.model].quant;
         if (g->sampling)
             g->sampling->max_tokens = r->max_tokens - (uint32_t)r->n_gen;
         g->n_continue_ids = r->n_gen;
@@ -263,7 +263,8 @@ static void s_dispatch(mesh_coord_t *c, s_req_t *r) {
         Mesh__Envelope env = MESH__ENVELOPE__INIT;
         env.kind_case = MESH__ENVELOPE__KIND_GENERATE;
         env.generate = g;
-        rc = g->quant ? mesh_wire_send(nd->sock, NULL, 0, &env, 1) : MESH_ENOMEM;
+        rc = mesh_wire_send(nd->sock, NULL, 0, &env, 1);
+        g->quant = orig_quant;
         g->n_continue_ids = 0;
         g->continue_ids = NULL; // borrowed from r
         mesh__generate_request__free_unpacked(g, NULL);
@@ -486,7 +487,10 @@ static void s_timers(mesh_coord_t *c) {
         if (nd->state == S_NODE_UP &&
             now - nd->last_seen_ms > (int64_t)ivl * c->opts.dead_after + ivl / 2)
             s_node_dead(c, i, "missed heartbeats");
-        if (nd->state != S_NODE_UP && now - nd->last_hello_ms >= (int64_t)ivl)
+        // Not up: say Hello often. With ZMQ_IMMEDIATE a send before the
+        // CURVE handshake completes just fails, so this costs nothing while
+        // the node is away and gets a returning node back within 100 ms.
+        if (nd->state != S_NODE_UP && now - nd->last_hello_ms >= 100)
             s_send_hello(c, nd);
     }
 }

@@ -71,7 +71,7 @@ int mesh_route_pick(const mesh_route_req_t *req, const mesh_route_node_t *nodes,
     out->node = out->model = -1;
     const char *quant = (req->quant && *req->quant) ? req->quant : NULL;
     // What we saw, to name what was missing.
-    int saw_model = 0, saw_quant = 0, saw_up = 0, saw_ctx = 0;
+    int saw_model = 0, saw_quant = 0, saw_up = 0, saw_ctx = 0, saw_tried = 0;
     uint32_t best_ctx = 0;
     uint64_t best_free = 0, need_kv = 0;
     char quants[128] = "";
@@ -97,6 +97,8 @@ int mesh_route_pick(const mesh_route_req_t *req, const mesh_route_node_t *nodes,
                 continue;
             }
             saw_quant = 1;
+            if (req->exclude && req->exclude[i] && nd->up && !nd->draining)
+                saw_tried = 1;
             if (!nd->up || nd->draining || (req->exclude && req->exclude[i]))
                 continue;
             saw_up = 1;
@@ -150,6 +152,11 @@ int mesh_route_pick(const mesh_route_req_t *req, const mesh_route_node_t *nodes,
                  "model '%s' is not served in quant '%s' (available: %s)", req->model, quant,
                  *quants ? quants : "none");
         return MESH_ENOTFOUND;
+    }
+    if (!saw_up && saw_tried) {
+        snprintf(out->missing, sizeof out->missing,
+                 "every live node serving '%s' was tried", req->model);
+        return MESH_EBUSY;
     }
     if (!saw_up) {
         snprintf(out->missing, sizeof out->missing,
