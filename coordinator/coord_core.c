@@ -435,6 +435,8 @@ static void s_on_message(mesh_coord_t *c, int idx, const uint8_t *buf, size_t le
         }
         memcpy(r->gen + r->n_gen, k->ids + first_new, add * sizeof(int32_t));
         r->n_gen += add;
+        if (r->cb.on_logprobs && k->n_logprobs == k->n_ids)
+            r->cb.on_logprobs(r->user, k->logprobs + first_new, add);
         if (r->cb.on_chunk)
             r->cb.on_chunk(r->user, k->ids + first_new, add, first_new ? "" : k->text);
         break;

@@ -61,6 +61,9 @@ typedef struct {
     // else a negative MESH_E* with detail a one-line error.
     void (*on_done)(void *user, int status, const char *detail, uint32_t prompt_tokens,
                     uint32_t completion_tokens);
+    // (optional) Log-probabilities of the ids the next on_chunk delivers,
+    // one per id, called just before it when the node sent them.
+    void (*on_logprobs)(void *user, const float *logprobs, size_t n);
 } mesh_coord_stream_t;
 
 // Starts the core (loads the registry and dials every node in it).
