@@ -712,8 +712,9 @@ static enum MHD_Result s_generate(mesh_http_t *h, struct MHD_Connection *conn,
         mesh_openai_error_set(&e, 429, NULL, "queue_full",
                               "the mesh's queue is full (%u requests in flight); retry later",
                               h->max_queue);
+        enum MHD_Result ret = s_send_error(h, conn, ep, g->meta.model, &e);
         s_gen_unref(g);
-        return s_send_error(h, conn, ep, g->meta.model, &e);
+        return ret;
     }
     if (kind == MESH_OPENAI_CHAT) {
         g->fam = mesh_out_family_for(NULL);

@@ -7,7 +7,8 @@
 #
 #   . http_mesh.sh; mesh_up [meshcoord options...]
 #   -> $BASE (http://127.0.0.1:PORT), $WORK, $COORD_PID, $NODE_PID, $ADMIN,
-#      $ADMIN_TOKEN, $CANCEL_LOG
+#      $ADMIN_TOKEN, $CANCEL_LOG. COORD_WRAP (e.g. "valgrind --leak-check=full")
+#      runs meshcoord under a tool; KEEP_WORK=1 keeps the logs.
 set -euo pipefail
 
 : "${MESH_BIN_DIR:?MESH_BIN_DIR must point at the bin directory of the build}"
@@ -19,16 +20,31 @@ command -v curl >/dev/null || { echo "FAIL: curl is needed (deploy/setup-deps.sh
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mesh-http.XXXXXX")
 PIDS=()
+# Stops every process; a daemon that does not exit cleanly on SIGTERM (a
+# crash on shutdown, or LeakSanitizer finding a leak) fails the test.
 mesh_down() {
-    local p
+    local rc=$? p st bad=0
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        st=0
+        wait "$p" 2>/dev/null || st=$?
+        if [ "$st" != 0 ] && [ "$st" != 143 ]; then
+            echo "FAIL: process $p exited with status $st on SIGTERM" >&2
+            bad=1
+        fi
+    done
+    if [ "$bad" = 1 ]; then
+        tail -n 40 "$WORK"/*.log >&2 || true
+        rc=1
+    fi
     if [ "${KEEP_WORK:-0}" = 1 ]; then echo "work dir kept: $WORK" >&2; else rm -rf "$WORK"; fi
+    exit "$rc"
 }
 trap mesh_down EXIT
 
-# Keeps ASan's quarantine small so the memory checks see the program, not it.
-export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=4:detect_leaks=1}"
+# In sanitizer builds: no quarantine and free memory handed back at once, so
+# the memory checks see the program, not the allocator; LeakSanitizer on.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=0:thread_local_quarantine_size_kb=0:allocator_release_to_os_interval_ms=0:detect_leaks=1}"
 
 s_wait_file() { # file, what
     local i
@@ -55,7 +71,7 @@ start_node() {
 }
 
 mesh_up() {
-    "$MESH_BIN_DIR/meshcoord" --state "$WORK/state.json" --key "$WORK/coord.key" \
+    ${COORD_WRAP:-} "$MESH_BIN_DIR/meshcoord" --state "$WORK/state.json" --key "$WORK/coord.key" \
         --admin 127.0.0.1:0 --admin-token-file "$WORK/admin.token" \
         --port-file "$WORK/admin.port" --listen 127.0.0.1:0 \
         --http-port-file "$WORK/http.port" --heartbeat-ms 200 "$@" \
