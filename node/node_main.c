@@ -75,8 +75,9 @@ typedef struct {
     pthread_mutex_t out_lock;
     s_out_t *out_head, **out_tail;
     int wake[2];
-    // request id -> peer, for routing engine output back (small, linear)
-    struct { uint64_t id; int peer; uint32_t index; } running[256];
+    // request id -> the coordinator that asked (its ROUTER identity, which
+    // stays valid while peers come and go), for engine output. Linear: small.
+    struct { uint64_t id; uint8_t rid[256]; size_t rid_len; uint32_t index; } running[256];
     int n_running;
 } s_node_t;
 
@@ -378,7 +379,8 @@ static void s_on_generate(s_node_t *n, int peer, const Mesh__GenerateRequest *g)
         return;
     }
     n->running[n->n_running].id = g->request_id;
-    n->running[n->n_running].peer = peer;
+    memcpy(n->running[n->n_running].rid, p->rid, p->rid_len);
+    n->running[n->n_running].rid_len = p->rid_len;
     n->running[n->n_running].index = g->index_base;
     n->n_running++;
 }
@@ -494,8 +496,9 @@ static void s_flush_out(s_node_t *n) {
         for (int i = 0; i < n->n_running; i++)
             if (n->running[i].id == o->request_id)
                 ri = i;
-        if (ri >= 0 && n->running[ri].peer < n->n_peers) {
-            const s_peer_t *p = &n->peers[n->running[ri].peer];
+        if (ri >= 0) {
+            const uint8_t *rid = n->running[ri].rid;
+            size_t rid_len = n->running[ri].rid_len;
             Mesh__Envelope env = MESH__ENVELOPE__INIT;
             if (o->n) {
                 Mesh__TokenChunk k = MESH__TOKEN_CHUNK__INIT;
@@ -507,7 +510,7 @@ static void s_flush_out(s_node_t *n) {
                 n->running[ri].index += (uint32_t)o->n;
                 env.kind_case = MESH__ENVELOPE__KIND_CHUNK;
                 env.chunk = &k;
-                mesh_wire_send(n->router, p->rid, p->rid_len, &env, 0);
+                mesh_wire_send(n->router, rid, rid_len, &env, 0);
             }
             if (o->done) {
                 Mesh__Envelope d = MESH__ENVELOPE__INIT;
@@ -516,7 +519,7 @@ static void s_flush_out(s_node_t *n) {
                 k.finish_reason = o->finish;
                 d.kind_case = MESH__ENVELOPE__KIND_DONE;
                 d.done = &k;
-                mesh_wire_send(n->router, p->rid, p->rid_len, &d, 0);
+                mesh_wire_send(n->router, rid, rid_len, &d, 0);
                 n->running[ri] = n->running[--n->n_running];
             }
         }
