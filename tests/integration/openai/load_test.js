@@ -27,15 +27,16 @@ async function one(i) {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ model: 'glm-tiny', messages: [{ role: 'user', content: `client ${i} says hello` }], stream: true, stream_options: { include_usage: true } }),
   });
-  assert.strictEqual(r.status, 200, `client ${i}: status ${r.status}`);
-  return parseStrict(await r.text(), { usage: true });
+  const text = await r.text();
+  assert.strictEqual(r.status, 200, `client ${i}: status ${r.status}: ${text.slice(0, 300)}`);
+  return parseStrict(text, { usage: true });
 }
 
 async function round() {
   const res = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => one(i)));
   for (const r of res) {
     assert.strictEqual(r.finish, 'stop');
-    assert.strictEqual(r.content, res[0].content);
+    assert.strictEqual(r.content, res[0].content, 'every client gets the scripted reply');
     assert(r.content.length > 0 && r.usage.completion_tokens > 0);
   }
   return res.length;
