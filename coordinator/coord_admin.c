@@ -191,7 +191,7 @@ static int s_generate(mesh_coord_t *core, cJSON *in, char **reply) {
     }
     s_gen_t g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     g.ids = cJSON_CreateArray();
-    mesh_coord_stream_t cb = {s_gen_route, s_gen_chunk, s_gen_done, NULL};
+    mesh_coord_stream_t cb = {s_gen_route, s_gen_chunk, s_gen_done};
     char err[256];
     uint64_t id;
     int rc = mesh_coord_submit(core, &rq, &cb, &g, &id, err, sizeof err);

@@ -47,6 +47,11 @@ typedef struct {
     size_t n_stop;
     uint32_t max_tokens;        // required, > 0
     uint32_t logprobs;
+    // (optional) Log-probabilities of the ids the next on_chunk delivers, one
+    // per id, called just before it (core thread, same user) when the node
+    // sent them. Here rather than in mesh_coord_stream_t so positional
+    // initialisers of that struct stay valid.
+    void (*on_logprobs)(void *user, const float *logprobs, size_t n);
 } mesh_coord_request_t;
 
 // Stream callbacks, called on the core thread (keep them short; they may
@@ -61,9 +66,6 @@ typedef struct {
     // else a negative MESH_E* with detail a one-line error.
     void (*on_done)(void *user, int status, const char *detail, uint32_t prompt_tokens,
                     uint32_t completion_tokens);
-    // (optional) Log-probabilities of the ids the next on_chunk delivers,
-    // one per id, called just before it when the node sent them.
-    void (*on_logprobs)(void *user, const float *logprobs, size_t n);
 } mesh_coord_stream_t;
 
 // Starts the core (loads the registry and dials every node in it).

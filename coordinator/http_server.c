@@ -729,8 +729,8 @@ static enum MHD_Result s_generate(mesh_http_t *h, struct MHD_Connection *conn,
     clock_gettime(CLOCK_MONOTONIC, &g->t0);
     mesh_coord_stream_t cb = {.on_route = s_on_route,
                               .on_chunk = s_on_chunk,
-                              .on_done = s_on_done,
-                              .on_logprobs = s_on_logprobs};
+                              .on_done = s_on_done};
+    g->rq.req.on_logprobs = s_on_logprobs;
     char err[400];
     g->refs = 2; // the core's, dropped in on_done
     int rc = mesh_coord_submit(h->core, &g->rq.req, &cb, g, &g->id, err, sizeof err);
