@@ -70,7 +70,30 @@ start_node() {
         "$ADMIN/admin/v1/nodes" >/dev/null || { echo "FAIL: cannot add node $name" >&2; exit 1; }
 }
 
+# start_real_node: a real meshnode serving the test model as node1.
+start_real_node() {
+    local model="$MESH_TESTDATA/glm-tiny/tiny-glm.q8_0.gguf" port key i
+    [ -f "$model" ] || { echo "FAIL: test model $model is missing (MESH_TESTDATA)" >&2; exit 1; }
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$MESH_BIN_DIR/meshnode" --listen "tcp://127.0.0.1:$port" --key "$WORK/node1.key" \
+        --trust "$COORD_KEY" --model "glm-tiny=$model" --name node1 --heartbeat-ms 200 \
+        --mem-limit 2G >"$WORK/node1.log" 2>&1 &
+    NODE_PID=$!
+    PIDS+=($NODE_PID)
+    s_wait_file "$WORK/node1.key" meshnode
+    sleep 0.1
+    key=$("$MESH_BIN_DIR/meshnode" --key "$WORK/node1.key" --print-key)
+    curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+        -d "{\"address\":\"tcp://127.0.0.1:$port\",\"key\":\"$key\",\"name\":\"node1\"}" \
+        "$ADMIN/admin/v1/nodes" >/dev/null || { echo "FAIL: cannot add the real node" >&2; exit 1; }
+}
+
+# mesh_up [meshcoord options]: NODE_KIND=real starts a real meshnode (test
+# model from MESH_TESTDATA) instead of the scripted one.
 mesh_up() {
+    if [ "${NODE_KIND:-fake}" = real ]; then
+        COORD_KEY=$("$MESH_BIN_DIR/meshcoord" --state "$WORK/state.json" --key "$WORK/coord.key" --print-key)
+    fi
     ${COORD_WRAP:-} "$MESH_BIN_DIR/meshcoord" --state "$WORK/state.json" --key "$WORK/coord.key" \
         --admin 127.0.0.1:0 --admin-token-file "$WORK/admin.token" \
         --port-file "$WORK/admin.port" --listen 127.0.0.1:0 \
@@ -84,7 +107,7 @@ mesh_up() {
     ADMIN_TOKEN=$(tr -d '\n' <"$WORK/admin.token")
     BASE="http://127.0.0.1:$(cat "$WORK/http.port")"
     CANCEL_LOG="$WORK/cancel.log"
-    start_node node1
+    if [ "${NODE_KIND:-fake}" = real ]; then start_real_node; else start_node node1; fi
     local i
     for i in $(seq 1 200); do
         if curl -s "$BASE/health" | grep -q '"nodes_up":1'; then return 0; fi
