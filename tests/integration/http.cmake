@@ -11,7 +11,7 @@ if(TARGET mesh_http)
   function(mesh_http_test name script timeout)
     add_test(NAME ${name} COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/${script} ${ARGN})
     set_tests_properties(${name} PROPERTIES LABELS integration TIMEOUT ${timeout}
-      ENVIRONMENT "MESH_TESTDATA=${MESH_TESTDATA_DIR};MESH_BIN_DIR=${CMAKE_BINARY_DIR}/bin;MESH_SOURCE_DIR=${CMAKE_SOURCE_DIR};FAKE_NODE=$<TARGET_FILE:http_fake_node>;MESH_NPM_PREFIX=${CMAKE_BINARY_DIR}/npm")
+      ENVIRONMENT "MESH_TESTDATA=${MESH_TESTDATA_DIR};MESH_BIN_DIR=${CMAKE_BINARY_DIR}/bin;MESH_SOURCE_DIR=${CMAKE_SOURCE_DIR};FAKE_NODE=$<TARGET_FILE:http_fake_node>;MESH_NPM_PREFIX=${CMAKE_BINARY_DIR}/npm;MESH_SANITIZE=${MESH_SANITIZE}")
   endfunction()
   mesh_http_test(test_http_curl http_curl.sh 120)
   mesh_http_test(test_http_openai_sdk http_sdk.sh 180)

@@ -36,7 +36,7 @@ async function round() {
   const res = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => one(i)));
   for (const r of res) {
     assert.strictEqual(r.finish, 'stop');
-    assert.strictEqual(r.content, res[0].content, 'every client gets the scripted reply');
+    assert.strictEqual(r.content, res[0].content, 'every client gets the scripted reply; reasoning ' + JSON.stringify([r.reasoning, res[0].reasoning]));
     assert(r.content.length > 0 && r.usage.completion_tokens > 0);
   }
   return res.length;
@@ -62,9 +62,13 @@ async function main() {
   await idle();
   for (const k in pids) {
     const after = rssKiB(pids[k]);
-    // Allowed: 2 MiB plus 5% of the level, far below what 192 requests
-    // would leak at even a few KiB each.
-    const slack = 2048 + before[k] * 0.05;
+    // Allowed: 2 MiB plus 5% of the level, below what 512 requests would
+    // leak at even a few KiB each. Sanitizer builds (MESH_SANITIZE) keep
+    // shadow memory and allocator caches that move by megabytes, so they get
+    // 8 MiB plus 50%; there LeakSanitizer checks every allocation at exit
+    // (the harness fails on its report).
+    const san = !!process.env.MESH_SANITIZE;
+    const slack = (san ? 8192 : 2048) + before[k] * (san ? 0.5 : 0.05);
     console.log(`${k}: RSS ${before[k]} KiB before, ${after} KiB after ${streams} streams (slack ${slack.toFixed(0)} KiB)`);
     assert(after <= before[k] + slack, `${k} memory grew from ${before[k]} to ${after} KiB`);
   }
