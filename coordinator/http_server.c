@@ -742,9 +742,11 @@ static enum MHD_Result s_generate(mesh_http_t *h, struct MHD_Connection *conn,
         s_gen_unref(g);
         return ret;
     }
-    // Routed (or refused) first, so a refusal still gets its HTTP status.
+    // A stream starts (status 200) with its first token, so a node that
+    // refuses before that (and every failover after it) still gives a real
+    // HTTP status; a plain reply waits for the end.
     pthread_mutex_lock(&g->mu);
-    int alive = s_wait(g, g->rq.stream ? 0 : 2);
+    int alive = s_wait(g, g->rq.stream ? 1 : 2);
     int failed = g->done && g->status;
     char node[64];
     snprintf(node, sizeof node, "%s", g->meta.node);

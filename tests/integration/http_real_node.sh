@@ -27,5 +27,8 @@ else
         "$BASE/v1/chat/completions")
     python3 "$HERE/http_check.py" error "$WORK/r.out" "$ST" 503 "" no_node_available
     grep -q node1 "$WORK/r.out" || { echo "FAIL: the 503 does not name the node" >&2; exit 1; }
-    echo "PASS: model listed; generation refused with 503 naming node1"
+    ST=$(curl -s -o "$WORK/s.out" -w '%{http_code}' -d '{"model":"glm-tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":4,"stream":true}' \
+        "$BASE/v1/chat/completions")
+    python3 "$HERE/http_check.py" error "$WORK/s.out" "$ST" 503 "" no_node_available
+    echo "PASS: model listed; generation refused with 503 naming node1 (plain and streamed)"
 fi
