@@ -545,7 +545,7 @@ static ssize_t s_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         if (g->ended)
             return MHD_CONTENT_READER_END_OF_STREAM;
-        if (!g->sent_role) {
+        if (!g->sent_role && g->rq.kind == MESH_OPENAI_CHAT) {
             g->sent_role = 1;
             cJSON *choice, *c = mesh_openai_chunk(&g->meta, &choice);
             cJSON *d = cJSON_GetObjectItem(choice, "delta");

@@ -39,6 +39,8 @@ static int s_is_space(char c) {
 // Emits text on the current channel, dropping leading whitespace after a
 // channel switch (GLM writes "</think>\n" and "\n" before tool calls).
 static void s_emit(mesh_out_parser_t *p, int state, const char *t, size_t n) {
+    if (!n)
+        return;
     if (p->trim_lead) {
         while (n && s_is_space(*t))
             t++, n--;

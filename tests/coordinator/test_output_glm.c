@@ -28,9 +28,11 @@ static void s_cat(char *dst, size_t cap, const char *t, size_t n) {
     dst[l + n] = 0;
 }
 static void s_c(void *u, const char *t, size_t n) {
+    assert_true(n > 0); // no empty deltas
     s_cat(((s_out_t *)u)->content, 2048, t, n);
 }
 static void s_r(void *u, const char *t, size_t n) {
+    assert_true(n > 0);
     s_cat(((s_out_t *)u)->reasoning, 2048, t, n);
 }
 static void s_t(void *u, const char *name, const char *args) {

@@ -136,9 +136,13 @@ def check_sse(path, flags):
     for c in body:
         ch = c["choices"][0]
         if completion:
+            if ch["text"] == "" and not ch["finish_reason"]:
+                die("empty text chunk")
             text += ch["text"]
             continue
         d = ch["delta"]
+        if c is not body[0] and d.get("content") == "":
+            die("empty content delta")
         text += d.get("content") or ""
         reasoning += d.get("reasoning_content") or ""
         tools += d.get("tool_calls") or []

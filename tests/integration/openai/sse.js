@@ -38,9 +38,11 @@ function parseStrict(raw, opts = {}) {
     if (c.choices.length !== 1) fail('choices length ' + c.choices.length);
     const ch = c.choices[0];
     if (opts.completion) {
+      if (!ch.finish_reason && ch.text === '') fail('empty text chunk');
       content += ch.text;
     } else {
       if (i === 0 && ch.delta.role !== 'assistant') fail('first chunk has no role');
+      if (i > 0 && ch.delta.content === '') fail('empty content delta');
       content += ch.delta.content || '';
       reasoning += ch.delta.reasoning_content || '';
       for (const t of ch.delta.tool_calls || []) toolCalls.push(t);
