@@ -322,7 +322,7 @@ static int s_peer_gone(struct MHD_Connection *conn) {
 }
 
 // Waits (mu held) until pred holds or the client hangs up; on hang-up asks
-// the core to cancel and returns 0. pred: 0 routed-or-done, 1 data-or-done,
+// the core to cancel (mu released meanwhile) and returns 0. pred: 0 routed-or-done, 1 data-or-done,
 // 2 done.
 static int s_wait(s_gen_t *g, int what) {
     for (;;) {
@@ -339,7 +339,11 @@ static int s_wait(s_gen_t *g, int what) {
         if (!g->done && !(what == 1 && (g->pend.len || g->pend_lp)) &&
             (atomic_load(&g->h->stopping) || s_peer_gone(g->conn))) {
             MESH_INFO("http: %s: client went away or shutdown, canceling", g->meta.id);
+            // Never call into the core holding mu: the core thread holds its
+            // own lock when it takes mu in a callback (lock order core -> mu).
+            pthread_mutex_unlock(&g->mu);
             mesh_coord_cancel(g->h->core, g->id);
+            pthread_mutex_lock(&g->mu);
             return 0;
         }
     }
