@@ -10,7 +10,7 @@
 
 #include "coord_route.h"
 #include "coord_state.h"
-#include "mesh_curve.h"
+#include "mesh_keys.h"
 #include "mesh_err.h"
 #include "mesh_log.h"
 #include "mesh_wire.h"
@@ -88,7 +88,9 @@ typedef struct s_req {
 struct mesh_coord {
     mesh_coord_opts_t opts;
     char *state_path, *key_path, *name;
-    mesh_curve_keypair_t kp;
+    struct {
+        char pub[MESH_KEY_Z85_LEN + 1], sec[MESH_KEY_Z85_LEN + 1];
+    } kp;
     void *zctx;
     pthread_t thread;
     pthread_mutex_t lock;
@@ -137,9 +139,9 @@ static int s_connect(mesh_coord_t *c, s_node_t *nd) {
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     int ivl = 200;
     zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
-    if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, nd->reg.key, MESH_Z85_KEY_LEN) ||
-        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->kp.pub, MESH_Z85_KEY_LEN) ||
-        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->kp.sec, MESH_Z85_KEY_LEN) ||
+    if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, nd->reg.key, MESH_KEY_Z85_LEN) ||
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->kp.pub, MESH_KEY_Z85_LEN) ||
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->kp.sec, MESH_KEY_Z85_LEN) ||
         zmq_connect(s, nd->reg.address) != 0) {
         MESH_WARN("coord: node %s: cannot dial %s: %s", nd->reg.name, nd->reg.address,
                   zmq_strerror(errno));
@@ -639,7 +641,9 @@ int mesh_coord_new(const mesh_coord_opts_t *opts, mesh_coord_t **out, char *err,
         rc = MESH_ENOMEM;
         goto fail;
     }
-    rc = mesh_curve_load_or_create(opts->key_path, &c->kp, err, err_len);
+    rc = mesh_keys_load_or_create(opts->key_path, c->kp.pub, c->kp.sec);
+    if (rc)
+        snprintf(err, err_len, "%s", mesh_keys_last_error());
     if (rc)
         goto fail;
     mesh_coord_state_t st;
@@ -720,7 +724,7 @@ int mesh_coord_node_add(mesh_coord_t *c, const char *addr, const char *key, cons
         snprintf(err, err_len, "address must look like tcp://HOST:PORT");
         return MESH_EINVAL;
     }
-    if (!mesh_curve_is_key(key)) {
+    if (!mesh_keys_z85_valid(key)) {
         snprintf(err, err_len, "node key must be a 40-character Z85 public key");
         return MESH_EINVAL;
     }

@@ -99,6 +99,8 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     char err[512];
     mesh_coord_t *core = NULL;
+    if (print_key) // stdout is the key alone; "created a keypair" is not news here
+        mesh_log_set_level(MESH_LOG_WARN);
     int rc = mesh_coord_new(&co, &core, err, sizeof err);
     if (rc) {
         fprintf(stderr, "meshcoord: %s\n", err);

@@ -6,8 +6,8 @@
 //
 // One thread owns the sockets; the engine thread hands tokens over through a
 // queue and a wake-up pipe, so sockets are never shared between threads.
-#include "mesh_curve.h"
 #include "mesh_err.h"
+#include "mesh_keys.h"
 #include "mesh_log.h"
 #include "mesh_wire.h"
 #include "node_engine.h"
@@ -38,7 +38,7 @@ typedef struct {
     uint64_t mem_limit;           // bytes (0: the machine's available memory)
     uint32_t ctx_cap;             // tokens (0: the model's own limit)
     uint32_t heartbeat_ms;
-    mesh_curve_trusted_t trusted;
+    mesh_trusted_t *trusted;      // coordinator keys this node admits (owned)
     int n_models;
     char model_spec[S_MAX_MODELS][1100]; // [NAME=]PATH
 } s_conf_t;
@@ -62,7 +62,9 @@ typedef struct s_out {
 
 typedef struct {
     s_conf_t conf;
-    mesh_curve_keypair_t kp;
+    struct {
+        char pub[MESH_KEY_Z85_LEN + 1], sec[MESH_KEY_Z85_LEN + 1];
+    } kp;
     mesh_node_model_t models[S_MAX_MODELS];
     int n_models;
     mesh_node_engine_t *engine;
@@ -139,6 +141,37 @@ static int s_parse_size(const char *v, uint64_t *out) {
     return 0;
 }
 
+// --trust VALUE: a 40-character Z85 key, or a file holding keys: a trusted-keys
+// file (one key per line) or a keypair file (its public line). Common's formats.
+static int s_trust_add(s_conf_t *c, const char *v, char *err, size_t err_len) {
+    if (mesh_keys_z85_valid(v)) {
+        int rc = mesh_trusted_find(c->trusted, v) ? 0 : mesh_trusted_add(c->trusted, v, NULL);
+        if (rc)
+            snprintf(err, err_len, "%s", mesh_keys_last_error());
+        return rc;
+    }
+    if (access(v, R_OK) != 0) {
+        snprintf(err, err_len, "'%s' is neither a 40-character Z85 key nor a readable file", v);
+        return MESH_EINVAL;
+    }
+    char pub[MESH_KEY_Z85_LEN + 1];
+    mesh_trusted_t *list = NULL;
+    int rc = mesh_trusted_load(v, &list);
+    if (rc == 0) {
+        for (size_t i = 0; !rc && i < mesh_trusted_count(list); i++) {
+            const mesh_trusted_key_t *tk = mesh_trusted_at(list, i);
+            if (!mesh_trusted_find(c->trusted, tk->key))
+                rc = mesh_trusted_add(c->trusted, tk->key, tk->name);
+        }
+        mesh_trusted_destroy(&list);
+    } else if ((rc = mesh_keys_load_public(v, pub)) == 0) {
+        rc = mesh_trusted_find(c->trusted, pub) ? 0 : mesh_trusted_add(c->trusted, pub, NULL);
+    }
+    if (rc)
+        snprintf(err, err_len, "%s: neither a trusted-keys file nor a keypair file", v);
+    return rc;
+}
+
 // Applies one option (from argv or the config file). Returns 0 or prints
 // one line and returns MESH_EINVAL.
 static int s_set(s_conf_t *c, const char *k, const char *v, const char *where) {
@@ -154,15 +187,22 @@ static int s_set(s_conf_t *c, const char *k, const char *v, const char *where) {
     } else if (strcmp(k, "backend") == 0) {
         snprintf(c->backend, sizeof c->backend, "%s", v);
     } else if (strcmp(k, "trust") == 0) {
-        char key[64];
-        if (mesh_curve_read_public(v, key, err, sizeof err) ||
-            mesh_curve_trusted_add(&c->trusted, key)) {
+        if (s_trust_add(c, v, err, sizeof err)) {
             fprintf(stderr, "meshnode: %s: trust: %s\n", where, err);
             return MESH_EINVAL;
         }
     } else if (strcmp(k, "trusted-keys") == 0) {
-        if (mesh_curve_trusted_load(v, &c->trusted, err, sizeof err)) {
-            fprintf(stderr, "meshnode: %s\n", err);
+        mesh_trusted_t *list = NULL;
+        int rc = mesh_trusted_load(v, &list);
+        for (size_t i = 0; !rc && i < mesh_trusted_count(list); i++) {
+            const mesh_trusted_key_t *tk = mesh_trusted_at(list, i);
+            rc = mesh_trusted_find(c->trusted, tk->key) ? 0
+                                                        : mesh_trusted_add(c->trusted, tk->key,
+                                                                           tk->name);
+        }
+        mesh_trusted_destroy(&list);
+        if (rc) {
+            fprintf(stderr, "meshnode: %s: trusted-keys: %s\n", where, mesh_keys_last_error());
             return MESH_EINVAL;
         }
     } else if (strcmp(k, "model") == 0) {
@@ -564,7 +604,7 @@ static void s_zap(s_node_t *n) {
     if (nf >= 7 && zmq_msg_size(&fr[5]) == 5 && memcmp(zmq_msg_data(&fr[5]), "CURVE", 5) == 0 &&
         zmq_msg_size(&fr[6]) == 32) {
         zmq_z85_encode(key, zmq_msg_data(&fr[6]), 32);
-        if (mesh_curve_trusted_has(&n->conf.trusted, key))
+        if (mesh_trusted_find(n->conf.trusted, key))
             status = "200", text = "OK";
     }
     if (status[0] != '2')
@@ -581,15 +621,17 @@ out:
 }
 
 static int s_setup(s_node_t *n, char *err, size_t err_len) {
-    int rc = mesh_curve_load_or_create(n->conf.key_path, &n->kp, err, err_len);
-    if (rc)
+    int rc = mesh_keys_load_or_create(n->conf.key_path, n->kp.pub, n->kp.sec);
+    if (rc) {
+        snprintf(err, err_len, "%s", mesh_keys_last_error());
         return rc;
+    }
     if (strcmp(n->conf.backend, "cpu") != 0) {
         snprintf(err, err_len, "backend '%s' is not built into this meshnode (have: cpu)",
                  n->conf.backend);
         return MESH_EUNSUPPORTED;
     }
-    if (n->conf.trusted.n == 0) {
+    if (mesh_trusted_count(n->conf.trusted) == 0) {
         snprintf(err, err_len,
                  "no trusted coordinator keys (--trust KEY or --trusted-keys FILE): every "
                  "connection would be refused");
@@ -645,7 +687,7 @@ static int s_setup(s_node_t *n, char *err, size_t err_len) {
     zmq_setsockopt(n->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(n->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(n->router, ZMQ_CURVE_SERVER, &one, sizeof one);
-    zmq_setsockopt(n->router, ZMQ_CURVE_SECRETKEY, n->kp.sec, MESH_Z85_KEY_LEN);
+    zmq_setsockopt(n->router, ZMQ_CURVE_SECRETKEY, n->kp.sec, MESH_KEY_Z85_LEN);
     zmq_setsockopt(n->router, ZMQ_ZAP_DOMAIN, "mesh", 4);
     if (zmq_bind(n->router, n->conf.listen) != 0) {
         snprintf(err, err_len, "cannot listen on %s: %s", n->conf.listen, zmq_strerror(errno));
@@ -739,6 +781,11 @@ int main(int argc, char **argv) {
     snprintf(c->key_path, sizeof c->key_path, "meshnode.key");
     snprintf(c->backend, sizeof c->backend, "cpu");
     c->heartbeat_ms = 1000;
+    c->trusted = mesh_trusted_new();
+    if (!c->trusted) {
+        fprintf(stderr, "meshnode: out of memory\n");
+        return 1;
+    }
     if (gethostname(c->name, sizeof c->name) != 0)
         snprintf(c->name, sizeof c->name, "node");
     c->name[sizeof c->name - 1] = 0;
@@ -769,8 +816,9 @@ int main(int argc, char **argv) {
     }
     char err[1200];
     if (print_key) {
-        if (mesh_curve_load_or_create(c->key_path, &n->kp, err, sizeof err)) {
-            fprintf(stderr, "meshnode: %s\n", err);
+        mesh_log_set_level(MESH_LOG_WARN); // stdout is the key alone
+        if (mesh_keys_load_or_create(c->key_path, n->kp.pub, n->kp.sec)) {
+            fprintf(stderr, "meshnode: %s\n", mesh_keys_last_error());
             return 1;
         }
         printf("%s\n", n->kp.pub);
@@ -791,7 +839,7 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     MESH_INFO("node: %s listening on %s (CURVE, %zu trusted key(s)), public key %s, "
               "budget %.1f MiB",
-              c->name, c->listen, c->trusted.n, n->kp.pub, (double)n->mem_total / 1048576.0);
+              c->name, c->listen, mesh_trusted_count(c->trusted), n->kp.pub, (double)n->mem_total / 1048576.0);
     s_run(n);
     MESH_INFO("node: drained, exiting");
     zmq_close(n->router);

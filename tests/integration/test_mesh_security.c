@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "mesh_curve.h"
+#include "mesh_keys.h"
 #include "mesh_err.h"
 #include "mesh_harness.h"
 #include "mesh_wire.h"
@@ -24,6 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
+
+typedef struct {
+    char pub[MESH_KEY_Z85_LEN + 1], sec[MESH_KEY_Z85_LEN + 1];
+} s_keypair_t;
 
 static mh_mesh_t s_m;
 static char s_model[1200];
@@ -135,7 +139,7 @@ static void test_readable_key_files_refused(void **st) {
     char *nargv[] = {s_m.node_bin, "--key", key, "--trust", s_m.pub, "--listen",
                      "tcp://127.0.0.1:1", NULL};
     assert_int_equal(mh_run(nargv, out, sizeof out, 10000), 1);
-    assert_non_null(strstr(out, "readable by group or others"));
+    assert_non_null(strstr(out, "chmod 600"));
     // The coordinator's key file.
     snprintf(key, sizeof key, "%s/coord2.key", s_m.dir);
     snprintf(state, sizeof state, "%s/state2.json", s_m.dir);
@@ -143,7 +147,7 @@ static void test_readable_key_files_refused(void **st) {
     assert_int_equal(mh_run(pk, out, sizeof out, 10000), 0);
     chmod(key, 0640);
     assert_int_equal(mh_run(pk, out, sizeof out, 10000), 1);
-    assert_non_null(strstr(out, "readable by group or others"));
+    assert_non_null(strstr(out, "chmod 600"));
     // The admin token file.
     chmod(key, 0600);
     snprintf(tok, sizeof tok, "%s/loose.token", s_m.dir);
@@ -171,8 +175,8 @@ static void test_node_protocol_faults(void **st) {
     (void)st;
     char kpath[400], err[256];
     snprintf(kpath, sizeof kpath, "%s/client.key", s_m.dir);
-    mesh_curve_keypair_t kp;
-    assert_int_equal(mesh_curve_load_or_create(kpath, &kp, err, sizeof err), 0);
+    s_keypair_t kp;
+    assert_int_equal(mesh_keys_load_or_create(kpath, kp.pub, kp.sec), 0);
     char npub[64];
     mh_mesh_node_key(&s_m, "target", npub, sizeof npub);
     int port = mh_free_port();
