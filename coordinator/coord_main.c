@@ -143,8 +143,10 @@ int main(int argc, char **argv) {
     sa.sa_handler = s_on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    // Poll, not pause(): the signal may land on another thread (libzmq,
+    // libmicrohttpd, the core), and then pause() here would never return.
     while (!s_stop)
-        pause();
+        usleep(50000);
     MESH_INFO("meshcoord: stopping");
     mesh_coord_admin_stop(&api);
     mesh_coord_destroy(&core);

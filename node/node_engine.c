@@ -237,8 +237,6 @@ int mesh_node_engine_load(mesh_node_engine_t *e, mesh_node_model_t *info, uint64
     mesh_model_info_t mi;
     mesh_model_info(m->model, &mi);
     info->kv_bytes_per_token = mi.kv_bytes_per_token;
-    if (mi.kv_capacity_tokens < info->ctx_limit)
-        info->ctx_limit = mi.kv_capacity_tokens; // one sequence can never hold more
     s_thread_arg_t *a = malloc(sizeof *a);
     if (!a) {
         rc = MESH_ENOMEM;
@@ -376,9 +374,9 @@ static void s_on_sched(const mesh_sched_event_t *ev, void *user) {
             out.logprob = ev->sample->logprob;
             out.has_logprob = 1;
         }
-        e->on_event(e->user, &out);
-        if (e->token_delay_ms)
+        if (e->token_delay_ms) // testing only: before delivery, so even the first token waits
             usleep(e->token_delay_ms * 1000u);
+        e->on_event(e->user, &out);
         return;
     }
     out.done = 1;

@@ -11,8 +11,8 @@
 // its socket thread).
 //
 // Debugging aid: MESH_NODE_DEBUG_TOKEN_DELAY_MS=N (read once at
-// mesh_node_engine_new) makes the engine thread sleep N ms after each token
-// event, so a test can kill a node deterministically in mid-stream. Never
+// mesh_node_engine_new) makes the engine thread sleep N ms before it delivers
+// each token event (the first one too), so a test can kill a node deterministically in mid-stream. Never
 // set it in production.
 #ifndef MESH_NODE_ENGINE_H
 #define MESH_NODE_ENGINE_H
@@ -62,8 +62,8 @@ int mesh_node_engine_can_generate(void);
 // engine's default of min(context, 8192) tokens), runs the load-time
 // self-benchmark (a 64-token prefill, then 16 single-token decode steps) and
 // starts the model's engine thread. Updates m: can_generate, measured
-// prefill/decode tokens/s, kv_bytes_per_token (the engine's real cache),
-// ctx_limit (capped at what the KV pool holds). Returns 0 or a negative
+// prefill/decode tokens/s, kv_bytes_per_token (the engine's real cache).
+// Returns 0 or a negative
 // MESH_E* with a one-line reason in err. The engine keeps the pointer m.
 int mesh_node_engine_load(mesh_node_engine_t *e, mesh_node_model_t *m, uint64_t kv_budget,
                           char *err, size_t err_len);

@@ -127,7 +127,7 @@ static void s_usage(FILE *f) {
             "  --name NAME          node name (default: host name)\n"
             "  --log-level LEVEL    debug, info, warn, error\n"
             "  --print-key          print this node's public key and exit\n"
-            "environment: MESH_NODE_DEBUG_TOKEN_DELAY_MS=N sleeps N ms after each token\n"
+            "environment: MESH_NODE_DEBUG_TOKEN_DELAY_MS=N sleeps N ms before each token\n"
             "  (testing only: lets a test kill a node in mid-stream)\n"
             "  -h, --help           this text\n");
 }
