@@ -29,3 +29,10 @@ if(NOT MESH_ENGINE_ONLY)
                 LIBS mesh_harness mesh_proto mesh_common LABELS fault integration TIMEOUT 120)
   add_dependencies(test_mesh_security ${MESH_IT_DEPS})
 endif()
+if(NOT MESH_ENGINE_ONLY)
+  # Real meshnode processes generating with the engine: greedy equality with
+  # mesh_sched alone, kill -9 before the first token and in mid-stream, drain.
+  mesh_add_test(NAME test_mesh_real SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mesh_real.c
+                LIBS mesh_harness meshengine LABELS fault integration TIMEOUT 180)
+  add_dependencies(test_mesh_real ${MESH_IT_DEPS})
+endif()
