@@ -83,6 +83,7 @@ typedef struct s_req {
     uint8_t tok_tried[S_MAX_NODES];
     uint32_t max_tokens;
     mesh_coord_stream_t cb;
+    void (*on_logprobs)(void *user, const float *logprobs, size_t n); // optional
     void *user;
     int node;                         // slot serving it, -1: waiting to be routed
     uint64_t kv_reserved;             // bytes reserved on that node until first token
@@ -554,6 +555,8 @@ static void s_on_message(mesh_coord_t *c, int idx, const uint8_t *buf, size_t le
         }
         memcpy(r->gen + r->n_gen, k->ids + first_new, add * sizeof(int32_t));
         r->n_gen += add;
+        if (r->on_logprobs && k->n_logprobs == k->n_ids)
+            r->on_logprobs(r->user, k->logprobs + first_new, add);
         if (r->cb.on_chunk)
             r->cb.on_chunk(r->user, k->ids + first_new, add, first_new ? "" : k->text);
         break;
@@ -1181,6 +1184,7 @@ int mesh_coord_submit(mesh_coord_t *c, const mesh_coord_request_t *rq,
     mesh__generate_request__pack(&g, r->packed);
     r->max_tokens = rq->max_tokens;
     r->cb = *cb;
+    r->on_logprobs = rq->on_logprobs;
     r->user = user;
     r->node = -1;
     r->tok_node = -1;

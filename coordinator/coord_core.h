@@ -47,6 +47,11 @@ typedef struct {
     size_t n_stop;
     uint32_t max_tokens;        // required, > 0
     uint32_t logprobs;
+    // (optional) Log-probabilities of the ids the next on_chunk delivers, one
+    // per id, called just before it (core thread, same user) when the node
+    // sent them. Here rather than in mesh_coord_stream_t so positional
+    // initialisers of that struct stay valid.
+    void (*on_logprobs)(void *user, const float *logprobs, size_t n);
 } mesh_coord_request_t;
 
 // Stream callbacks, called on the core thread (keep them short; they may

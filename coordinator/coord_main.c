@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // meshcoord: the coordinator daemon. Starts the core (registry, node links,
-// routing, failover) and the admin HTTP API, then waits for SIGTERM/SIGINT.
+// routing, failover), the admin HTTP API and the OpenAI endpoint, then waits
+// for SIGTERM/SIGINT.
 #include "coord_admin.h"
 #include "coord_core.h"
+#include "http_server.h"
 #include "mesh_err.h"
 #include "mesh_log.h"
 
@@ -29,6 +31,11 @@ static void s_usage(FILE *f) {
             "  --admin-token-file F  admin token, created on first start (default "
             "admin.token)\n"
             "  --port-file FILE      write the admin port there once listening\n"
+            "  --listen HOST:PORT    OpenAI API address (default 127.0.0.1:8080; port 0: any)\n"
+            "  --http-port-file FILE write the OpenAI API port there once listening\n"
+            "  --api-keys FILE       client API keys, one per line (default: none needed)\n"
+            "  --max-body BYTES      largest request body (default 8388608)\n"
+            "  --max-queue N         generations in flight before 429 (default 256)\n"
             "  --heartbeat-ms N      node heartbeat interval assumed (default 1000)\n"
             "  --dead-after N        missed heartbeats before a node is dead (default 3)\n"
             "  --name NAME           this coordinator's name (default meshcoord)\n"
@@ -54,7 +61,11 @@ int main(int argc, char **argv) {
         {"admin-token-file", 1, 0, 't'}, {"port-file", 1, 0, 'p'},
         {"heartbeat-ms", 1, 0, 'H'}, {"dead-after", 1, 0, 'D'}, {"name", 1, 0, 'n'},
         {"log-level", 1, 0, 'l'},   {"print-key", 0, 0, 'P'}, {"help", 0, 0, 'h'},
+        {"listen", 1, 0, 'L'},      {"http-port-file", 1, 0, 'F'}, {"api-keys", 1, 0, 'K'},
+        {"max-body", 1, 0, 'B'},    {"max-queue", 1, 0, 'Q'},
         {0, 0, 0, 0}};
+    const char *listen_addr = "127.0.0.1:8080", *http_port_file = NULL;
+    mesh_http_opts_t ho = {0};
     mesh_coord_opts_t co = {.state_path = "meshcoord.state.json", .key_path = "meshcoord.key"};
     const char *admin = "127.0.0.1:7700", *token_file = "admin.token", *port_file = NULL;
     int print_key = 0, ch;
@@ -78,6 +89,11 @@ int main(int argc, char **argv) {
             break;
         }
         case 'P': print_key = 1; break;
+        case 'L': listen_addr = optarg; break;
+        case 'F': http_port_file = optarg; break;
+        case 'K': ho.api_keys_path = optarg; break;
+        case 'B': ho.max_body = (size_t)s_num("--max-body", optarg, 1024, 1L << 30); break;
+        case 'Q': ho.max_queue = (uint32_t)s_num("--max-queue", optarg, 1, 100000); break;
         case 'h': s_usage(stdout); return 0;
         default: s_usage(stderr); return 2;
         }
@@ -95,6 +111,16 @@ int main(int argc, char **argv) {
     memcpy(host, admin, (size_t)(colon - admin));
     host[colon - admin] = 0;
     uint16_t port = (uint16_t)s_num("--admin port", colon + 1, 0, 65535);
+    char http_host[64];
+    const char *hc = strrchr(listen_addr, ':');
+    if (!hc || (size_t)(hc - listen_addr) >= sizeof http_host) {
+        fprintf(stderr, "meshcoord: --listen must be HOST:PORT, got '%s'\n", listen_addr);
+        return 2;
+    }
+    memcpy(http_host, listen_addr, (size_t)(hc - listen_addr));
+    http_host[hc - listen_addr] = 0;
+    ho.host = http_host;
+    ho.port = (uint16_t)s_num("--listen port", hc + 1, 0, 65535);
 
     signal(SIGPIPE, SIG_IGN);
     char err[512];
@@ -139,6 +165,28 @@ int main(int argc, char **argv) {
     }
     MESH_INFO("meshcoord: admin API on http://%s:%u, public key %s", host, bound,
               mesh_coord_public_key(core));
+    mesh_http_t *http = NULL;
+    uint16_t http_bound = 0;
+    rc = mesh_http_start(core, &ho, &http, &http_bound, err, sizeof err);
+    if (!rc && http_port_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", http_port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%u\n", http_bound) < 0 || fclose(f) != 0 ||
+            rename(tmp, http_port_file)) {
+            snprintf(err, sizeof err, "cannot write --http-port-file %s", http_port_file);
+            rc = MESH_EIO;
+        }
+    }
+    if (rc) {
+        fprintf(stderr, "meshcoord: %s\n", err);
+        mesh_http_stop(&http);
+        mesh_coord_admin_stop(&api);
+        mesh_coord_destroy(&core);
+        return 1;
+    }
+    MESH_INFO("meshcoord: OpenAI API on http://%s:%u/v1%s", http_host, http_bound,
+              ho.api_keys_path ? " (API keys required)" : "");
     struct sigaction sa = {0};
     sa.sa_handler = s_on_signal;
     sigaction(SIGTERM, &sa, NULL);
@@ -148,6 +196,7 @@ int main(int argc, char **argv) {
     while (!s_stop)
         usleep(50000);
     MESH_INFO("meshcoord: stopping");
+    mesh_http_stop(&http);
     mesh_coord_admin_stop(&api);
     mesh_coord_destroy(&core);
     return 0;

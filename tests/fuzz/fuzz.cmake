@@ -2,7 +2,7 @@
 # mesh_add_fuzz: one fuzz target, built and registered as a CTest test (label fuzz).
 #
 # mesh_add_fuzz(NAME name SOURCES target.c engine sources...
-#               SEEDS file-or-dir... [SECONDS 20] [MAX_LEN bytes]
+#               SEEDS file-or-dir... [SECONDS 20] [MAX_LEN bytes] [LIBS -lx...]
 #               [INCLUDES dir...] [SEED_GEN exe-target [SEED_GEN_ARGS arg...]])
 #
 # The target .c defines LLVMFuzzerTestOneInput. With clang installed it becomes
@@ -26,7 +26,7 @@ set(MESH_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR} CACHE INTERNAL "fuzz harness folder"
 
 function(mesh_add_fuzz)
   cmake_parse_arguments(F "" "NAME;SECONDS;MAX_LEN;SEED_GEN"
-                        "SOURCES;SEEDS;INCLUDES;SEED_GEN_ARGS" ${ARGN})
+                        "SOURCES;SEEDS;INCLUDES;SEED_GEN_ARGS;LIBS" ${ARGN})
   if(NOT F_NAME OR NOT F_SOURCES OR NOT F_SEEDS)
     message(FATAL_ERROR "mesh_add_fuzz needs NAME, SOURCES and SEEDS")
   endif()
@@ -58,7 +58,7 @@ function(mesh_add_fuzz)
       OUTPUT ${bin}
       COMMAND ${MESH_CLANG} -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-              -Wall -Wextra ${incs} ${F_SOURCES} -o ${bin} -lm -lpthread
+              -Wall -Wextra ${incs} ${F_SOURCES} -o ${bin} -lm -lpthread ${F_LIBS}
       DEPENDS ${F_SOURCES} ${hdrs}
       COMMENT "Building libFuzzer target ${F_NAME} with clang"
       VERBATIM)
@@ -67,7 +67,7 @@ function(mesh_add_fuzz)
   else()
     add_executable(${F_NAME} ${F_SOURCES} ${MESH_FUZZ_DIR}/fuzz_driver.c)
     target_include_directories(${F_NAME} PRIVATE ${F_INCLUDES})
-    target_link_libraries(${F_NAME} PRIVATE m Threads::Threads)
+    target_link_libraries(${F_NAME} PRIVATE m Threads::Threads ${F_LIBS})
     set_target_properties(${F_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY
                           ${CMAKE_BINARY_DIR}/tests)
     set(mode driver)

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+// The official openai npm package against a real meshnode serving the test
+// model (random weights: what it says is noise, so only shapes, usage,
+// finish reasons and the serving node are checked, plus a tool result
+// round trip the template must render). sdk_test.js does the exact-content
+// checks against the scripted node.
+// env: BASE, MESH_NPM_PREFIX.
+'use strict';
+const assert = require('assert');
+const path = require('path');
+const mod = require(path.join(process.env.MESH_NPM_PREFIX, 'node_modules', 'openai'));
+const OpenAI = mod.OpenAI || mod.default;
+const { parseStrict } = require('./sse.js');
+
+const client = new OpenAI({ baseURL: process.env.BASE + '/v1', apiKey: 'unused', maxRetries: 0 });
+const MODEL = 'glm-tiny';
+let n = 0;
+const ok = (what) => console.log(`ok ${++n}: ${what}`);
+const usageOk = (u) => u.prompt_tokens > 0 && u.completion_tokens > 0 && u.total_tokens === u.prompt_tokens + u.completion_tokens;
+
+async function main() {
+  const ids = [];
+  for await (const m of await client.models.list()) ids.push(m.id);
+  assert(ids.includes(MODEL) && ids.includes(MODEL + ':q8_0'), 'models: ' + ids);
+  ok('models');
+
+  const { data: chat, response } = await client.chat.completions
+    .create({ model: MODEL, messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 12, temperature: 0 })
+    .withResponse();
+  assert.strictEqual(response.headers.get('x-mesh-node'), 'node1');
+  assert.strictEqual(chat.object, 'chat.completion');
+  assert(['stop', 'length'].includes(chat.choices[0].finish_reason));
+  assert(usageOk(chat.usage) && chat.usage.completion_tokens <= 12);
+  assert.strictEqual(chat.mesh.node, 'node1');
+  ok('chat');
+
+  const raw = await fetch(process.env.BASE + '/v1/chat/completions', {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 12, stream: true, stream_options: { include_usage: true }, chat_template_kwargs: { enable_thinking: false } }),
+  });
+  assert.strictEqual(raw.status, 200);
+  const s = parseStrict(await raw.text(), { usage: true });
+  assert(['stop', 'length'].includes(s.finish) && usageOk(s.usage));
+  ok('chat stream parses strictly');
+
+  const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { location: { type: 'string' } } } } }];
+  const t = await client.chat.completions.create({
+    model: MODEL, max_tokens: 8, tools,
+    messages: [
+      { role: 'user', content: 'Weather in Tokyo?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"location":"Tokyo"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: '{"temp": 21}' },
+    ],
+  });
+  assert(['stop', 'length', 'tool_calls'].includes(t.choices[0].finish_reason) && usageOk(t.usage));
+  ok('tool result round trip rendered and answered');
+
+  const c = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 6 });
+  assert.strictEqual(c.object, 'text_completion');
+  assert(usageOk(c.usage));
+  ok('completions');
+
+  await assert.rejects(client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof OpenAI.NotFoundError && e.status === 404);
+  ok('404 for an unknown model');
+  console.log(`PASS: ${n} checks`);
+}
+
+main().catch((e) => {
+  console.error('FAIL:', e && e.stack ? e.stack : e);
+  process.exit(1);
+});
