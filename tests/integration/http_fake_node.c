@@ -281,6 +281,12 @@ int main(int argc, char **argv) {
             out.capabilities = &caps;
             mesh_wire_send(sock, rid, (size_t)rl, &out, 1);
             next_hb = 0;
+        } else if (env->kind_case == MESH__ENVELOPE__KIND_TOKENIZE) {
+            // Scripts are picked from the request's text, so this stand-in
+            // does not tokenize: the coordinator then routes on its estimate
+            // and sends the text itself.
+            mesh_wire_send_error(sock, rid, (size_t)rl, MESH_EUNSUPPORTED,
+                                 env->tokenize->request_id, "fake node: no tokenizer");
         } else if (env->kind_case == MESH__ENVELOPE__KIND_GENERATE) {
             const Mesh__GenerateRequest *g = env->generate;
             int slot = -1;

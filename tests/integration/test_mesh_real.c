@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #define N_NEW 40
-#define DELAY_MS "100"
+#define DELAY_MS "250" // ms before each token on "slow": room for a loaded CI machine
 
 static mh_mesh_t s_m;
 static char s_model_path[1024];
@@ -298,7 +298,7 @@ static void test_kill_mid_stream(void **st) {
     s_gen_t g;
     s_gen_start(&g, 0, N_NEW);
     s_wait_routed("slow", before + 1);
-    usleep(650 * 1000); // about 6 tokens at DELAY_MS each, well short of 40
+    usleep(1200 * 1000); // about 4 tokens at DELAY_MS each, well short of 40
     mh_stop(s_nodes[0].pid, SIGKILL);
     s_gen_wait(&g);
     assert_int_equal(g.status, 200);
@@ -315,7 +315,7 @@ static void test_sigterm_drains(void **st) {
     (void)st;
     int before = s_log_count("-> node slow (");
     s_gen_t g;
-    s_gen_start(&g, 1, 8); // 8 tokens at DELAY_MS: under a second on slow
+    s_gen_start(&g, 1, 8); // 8 tokens at DELAY_MS: about 2 s on slow
     s_wait_routed("slow", before + 1);
     kill(s_nodes[0].pid, SIGTERM);
     // The node says it drains (capabilities at once): new work goes to fast.
