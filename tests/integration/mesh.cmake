@@ -36,3 +36,11 @@ if(NOT MESH_ENGINE_ONLY)
                 LIBS mesh_harness meshengine LABELS fault integration TIMEOUT 180)
   add_dependencies(test_mesh_real ${MESH_IT_DEPS})
 endif()
+if(NOT MESH_ENGINE_ONLY)
+  # The README's first command: deploy/demo.sh's mesh part (no package install,
+  # no build: this build's binaries; its files go to ${CMAKE_BINARY_DIR}/demo).
+  add_test(NAME test_demo
+           COMMAND bash ${CMAKE_SOURCE_DIR}/deploy/demo.sh --no-build --build-dir
+                   ${CMAKE_BINARY_DIR})
+  set_tests_properties(test_demo PROPERTIES LABELS integration TIMEOUT 180)
+endif()
