@@ -67,6 +67,7 @@ typedef struct {
     uint32_t active, queued;
     float recent_tps;
     int node_draining;                // the node says it drains
+    int drain_told;                   // reg.draining as last sent to the node (Drain)
     uint64_t served, failures;
 } s_node_t;
 
@@ -484,6 +485,7 @@ static void s_on_caps(s_node_t *nd, const Mesh__Capabilities *k) {
         MESH_INFO("coord: node %s is up (%s, %d device(s), %d model(s))", nd->reg.name,
                   nd->backend, nd->n_devices, nd->n_models);
         nd->up_since_ms = s_now_ms();
+        nd->drain_told = 0; // a (re)connected node drains only if told again
     }
     nd->state = S_NODE_UP;
 }
@@ -698,6 +700,16 @@ static void *s_thread(void *arg) {
                 memset(nd, 0, sizeof *nd);
             } else if (nd->used && !nd->sock) {
                 s_connect(c, nd);
+            } else if (nd->used && nd->state == S_NODE_UP && nd->drain_told != nd->reg.draining) {
+                // Tell the node itself (it refuses new work and says so in
+                // its reports), not only the router.
+                Mesh__Envelope env = MESH__ENVELOPE__INIT;
+                Mesh__Drain d = MESH__DRAIN__INIT;
+                d.on = nd->reg.draining;
+                env.kind_case = MESH__ENVELOPE__KIND_DRAIN;
+                env.drain = &d;
+                if (mesh_wire_send(nd->sock, NULL, 0, &env, 1) == 0)
+                    nd->drain_told = nd->reg.draining;
             }
         }
         // Requests waiting to be routed, and cancels to pass on.

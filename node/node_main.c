@@ -552,7 +552,8 @@ static void s_on_message(s_node_t *n, const uint8_t *rid, size_t rid_len, const 
         mesh_node_engine_cancel(n->engine, env->cancel->request_id);
         break;
     case MESH__ENVELOPE__KIND_DRAIN:
-        n->draining = env->drain->on;
+        // A SIGTERM drain ends in exit: a coordinator cannot lift it.
+        n->draining = env->drain->on || s_term;
         MESH_INFO("node: %s by the coordinator", n->draining ? "draining" : "drain lifted");
         s_send_caps(n, &n->peers[peer]);
         break;

@@ -244,6 +244,14 @@ static void s_drain(const char *name, int on) {
     assert_int_equal(mh_mesh_call(&s_m, "POST", path, on ? "{\"on\":true}" : "{\"on\":false}",
                                   NULL),
                      200);
+    // The node is told too and reports it: wait until both agree.
+    const char *want = on ? "draining" : "up";
+    char state[32] = "";
+    for (int i = 0; i < 1000 && strcmp(state, want) != 0; i++) {
+        mh_node_state(s_m.port, s_m.token, name, state, sizeof state);
+        usleep(5000);
+    }
+    assert_string_equal(state, want);
 }
 
 static void test_greedy_equals_single_node(void **st) {

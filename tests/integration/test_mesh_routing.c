@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MiB (1024ll * 1024)
 
@@ -219,9 +220,20 @@ static void test_generate_lands_by_rules(void **st) {
                      200);
     assert_string_equal(node, "n-q8");
     assert_int_equal(pt, 3);
+    char nlog[400];
+    snprintf(nlog, sizeof nlog, "%s/n-bf16.log", s_m.dir);
+    for (int i = 0; i < 200 && !mh_file_has(nlog, "draining by the coordinator"); i++)
+        usleep(5000);
+    assert_true(mh_file_has(nlog, "draining by the coordinator")); // the node was told
     assert_int_equal(mh_mesh_call(&s_m, "POST", "/admin/v1/nodes/n-bf16/drain", "{\"on\":false}",
                                   NULL),
                      200);
+    char state[32] = "";
+    for (int i = 0; i < 1000 && strcmp(state, "up") != 0; i++) { // the node lifts it too
+        mh_node_state(s_m.port, s_m.token, "n-bf16", state, sizeof state);
+        usleep(5000);
+    }
+    assert_string_equal(state, "up");
     assert_int_equal(s_gen("{\"model\":\"tiny\",\"tokens\":[1,2,3],\"max_tokens\":4}", node,
                            &pt, &nt),
                      200);
