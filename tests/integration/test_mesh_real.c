@@ -238,6 +238,20 @@ static void s_wait_routed(const char *name, int count) {
     fail_msg("no request was routed to %s (logs in %s)", name, s_m.dir);
 }
 
+// Sequences the node reports running (heartbeats), -1 if unknown.
+static int s_node_active(const char *name) {
+    cJSON *js = NULL, *nd;
+    int active = -1;
+    if (mh_mesh_call(&s_m, "GET", "/admin/v1/nodes", NULL, &js) == 200) {
+        cJSON_ArrayForEach(nd, js) {
+            if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(nd, "name")), name) == 0)
+                active = (int)cJSON_GetObjectItem(nd, "active")->valuedouble;
+        }
+    }
+    cJSON_Delete(js);
+    return active;
+}
+
 static void s_drain(const char *name, int on) {
     char path[128];
     snprintf(path, sizeof path, "/admin/v1/nodes/%s/drain", name);
@@ -325,6 +339,11 @@ static void test_sigterm_drains(void **st) {
     s_gen_t g;
     s_gen_start(&g, 1, 8); // 8 tokens at DELAY_MS: about 2 s on slow
     s_wait_routed("slow", before + 1);
+    // Admitted by the node (not still on the wire, where a draining node
+    // would rightly refuse it): its heartbeat counts it.
+    for (int i = 0; i < 400 && s_node_active("slow") < 1; i++)
+        usleep(5000);
+    assert_int_equal(s_node_active("slow"), 1);
     kill(s_nodes[0].pid, SIGTERM);
     // The node says it drains (capabilities at once): new work goes to fast.
     char state[32] = "";
