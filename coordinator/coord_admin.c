@@ -172,16 +172,28 @@ static int s_generate(mesh_coord_t *core, cJSON *in, char **reply) {
         return s_error(MESH_EINVAL, "generate needs \"model\" and \"max_tokens\" >= 1", reply);
     rq.max_tokens = (uint32_t)mt->valuedouble;
     rq.temperature = cJSON_IsNumber(temp) ? (float)temp->valuedouble : 0.0f;
+    // Chat messages (OpenAI's array): rendered by the node with the model's
+    // template, with the assistant's turn opened.
+    cJSON *msgs = cJSON_GetObjectItem(in, "messages");
+    char *msgs_json = cJSON_IsArray(msgs) ? cJSON_PrintUnformatted(msgs) : NULL;
+    if (msgs_json) {
+        rq.messages_json = msgs_json;
+        rq.add_generation_prompt = 1;
+        rq.enable_thinking = cJSON_IsTrue(cJSON_GetObjectItem(in, "enable_thinking"));
+    }
     int32_t *ids = NULL;
     if (cJSON_IsArray(toks)) {
         int n = cJSON_GetArraySize(toks);
         ids = calloc((size_t)n + 1, sizeof *ids);
-        if (!ids)
+        if (!ids) {
+            free(msgs_json);
             return s_error(MESH_ENOMEM, "out of memory", reply);
+        }
         for (int i = 0; i < n; i++) {
             cJSON *t = cJSON_GetArrayItem(toks, i);
             if (!cJSON_IsNumber(t) || t->valuedouble < 0 || t->valuedouble > 1e9) {
                 free(ids);
+                free(msgs_json);
                 return s_error(MESH_EINVAL, "\"tokens\" must be non-negative integers", reply);
             }
             ids[i] = (int32_t)t->valuedouble;
@@ -196,6 +208,7 @@ static int s_generate(mesh_coord_t *core, cJSON *in, char **reply) {
     uint64_t id;
     int rc = mesh_coord_submit(core, &rq, &cb, &g, &id, err, sizeof err);
     free(ids);
+    free(msgs_json);
     if (rc) {
         cJSON_Delete(g.ids);
         return s_error(rc, err, reply);

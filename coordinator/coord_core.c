@@ -10,7 +10,7 @@
 
 #include "coord_route.h"
 #include "coord_state.h"
-#include "mesh_curve.h"
+#include "mesh_keys.h"
 #include "mesh_err.h"
 #include "mesh_log.h"
 #include "mesh_wire.h"
@@ -33,6 +33,12 @@
 #define S_MAX_DEVICES 8
 
 enum { S_NODE_CONNECTING = 0, S_NODE_UP, S_NODE_DEAD };
+// Text and chat requests are tokenized by a node before routing, so routing
+// (context, KV memory) uses the exact prompt length and the chosen node, and
+// any replay, get token ids. NONE: ids given or tokenizing done/given up
+// (then the byte-length estimate stands).
+enum { S_TOK_NONE = 0, S_TOK_NEEDED, S_TOK_ASKED };
+#define S_TOK_TIMEOUT_MS 3000
 static const char *const s_state_names[] = {"connecting", "up", "dead"};
 
 typedef struct {
@@ -61,6 +67,7 @@ typedef struct {
     uint32_t active, queued;
     float recent_tps;
     int node_draining;                // the node says it drains
+    int drain_told;                   // reg.draining as last sent to the node (Drain)
     uint64_t served, failures;
 } s_node_t;
 
@@ -70,7 +77,11 @@ typedef struct s_req {
     uint8_t *packed;                  // the GenerateRequest as submitted (owned)
     size_t packed_len;
     char model[64], quant[24];
-    uint64_t est_prompt_tokens;
+    uint64_t est_prompt_tokens;       // exact once tokenized (or token ids given)
+    int tok_state;                    // S_TOK_*: asking a node for the exact prompt ids
+    int tok_node;                     // node asked, -1 none
+    int64_t tok_deadline_ms;
+    uint8_t tok_tried[S_MAX_NODES];
     uint32_t max_tokens;
     mesh_coord_stream_t cb;
     void (*on_logprobs)(void *user, const float *logprobs, size_t n); // optional
@@ -89,7 +100,9 @@ typedef struct s_req {
 struct mesh_coord {
     mesh_coord_opts_t opts;
     char *state_path, *key_path, *name;
-    mesh_curve_keypair_t kp;
+    struct {
+        char pub[MESH_KEY_Z85_LEN + 1], sec[MESH_KEY_Z85_LEN + 1];
+    } kp;
     void *zctx;
     pthread_t thread;
     pthread_mutex_t lock;
@@ -138,9 +151,9 @@ static int s_connect(mesh_coord_t *c, s_node_t *nd) {
     zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     int ivl = 200;
     zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
-    if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, nd->reg.key, MESH_Z85_KEY_LEN) ||
-        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->kp.pub, MESH_Z85_KEY_LEN) ||
-        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->kp.sec, MESH_Z85_KEY_LEN) ||
+    if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, nd->reg.key, MESH_KEY_Z85_LEN) ||
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->kp.pub, MESH_KEY_Z85_LEN) ||
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->kp.sec, MESH_KEY_Z85_LEN) ||
         zmq_connect(s, nd->reg.address) != 0) {
         MESH_WARN("coord: node %s: cannot dial %s: %s", nd->reg.name, nd->reg.address,
                   zmq_strerror(errno));
@@ -213,9 +226,107 @@ static void s_fill_route_nodes(mesh_coord_t *c, mesh_route_node_t *rn,
     }
 }
 
+static void s_dispatch(mesh_coord_t *c, s_req_t *r);
+
+// Asks one live node that serves r's model for the exact prompt ids. Returns
+// 1 when asked (r waits for the reply), 0 when no node can be asked (r then
+// routes on its byte-length estimate).
+static int s_ask_tokenize(mesh_coord_t *c, s_req_t *r) {
+    int pick = -1;
+    for (int i = 0; i < S_MAX_NODES && pick < 0; i++) {
+        s_node_t *nd = &c->nodes[i];
+        if (!nd->used || nd->removing || nd->state != S_NODE_UP || r->tok_tried[i])
+            continue;
+        for (int m = 0; m < nd->n_models; m++)
+            if (nd->models[m].can_generate && strcasecmp(nd->models[m].name, r->model) == 0)
+                pick = i;
+    }
+    if (pick < 0) {
+        r->tok_state = S_TOK_NONE;
+        MESH_INFO("coord: request %llu: no node can tokenize for model %s; routing on the "
+                  "byte-length estimate (%llu tokens)", (unsigned long long)r->id, r->model,
+                  (unsigned long long)r->est_prompt_tokens);
+        return 0;
+    }
+    Mesh__GenerateRequest *g = mesh__generate_request__unpack(NULL, r->packed_len, r->packed);
+    if (!g) {
+        r->tok_state = S_TOK_NONE;
+        return 0;
+    }
+    Mesh__TokenizeRequest t = MESH__TOKENIZE_REQUEST__INIT;
+    t.request_id = r->id;
+    t.model = r->model;
+    if (g->input_case == MESH__GENERATE_REQUEST__INPUT_CHAT) {
+        t.input_case = MESH__TOKENIZE_REQUEST__INPUT_CHAT;
+        t.chat = g->chat;
+    } else {
+        t.input_case = MESH__TOKENIZE_REQUEST__INPUT_PROMPT;
+        t.prompt = g->prompt;
+    }
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    env.kind_case = MESH__ENVELOPE__KIND_TOKENIZE;
+    env.tokenize = &t;
+    int rc = mesh_wire_send(c->nodes[pick].sock, NULL, 0, &env, 1);
+    mesh__generate_request__free_unpacked(g, NULL);
+    r->tok_tried[pick] = 1;
+    if (rc)
+        return s_ask_tokenize(c, r); // next node (tok_tried bounds the recursion)
+    r->tok_state = S_TOK_ASKED;
+    r->tok_node = pick;
+    r->tok_deadline_ms = s_now_ms() + S_TOK_TIMEOUT_MS;
+    return 1;
+}
+
+// The exact ids came back: the request becomes a token-id request (so the
+// chosen node, and any replay, get exactly these ids), then is routed.
+static void s_on_tokenized(mesh_coord_t *c, s_req_t *r, const int32_t *ids, size_t n) {
+    r->tok_state = S_TOK_NONE;
+    r->tok_node = -1;
+    Mesh__GenerateRequest *g = mesh__generate_request__unpack(NULL, r->packed_len, r->packed);
+    if (g && n > 0) {
+        Mesh__TokenIds tk = MESH__TOKEN_IDS__INIT;
+        tk.n_ids = n;
+        tk.ids = (int32_t *)ids;
+        Mesh__GenerateRequest__InputCase oc = g->input_case;
+        void *op = oc == MESH__GENERATE_REQUEST__INPUT_CHAT ? (void *)g->chat : (void *)g->prompt;
+        g->input_case = MESH__GENERATE_REQUEST__INPUT_TOKENS;
+        g->tokens = &tk;
+        size_t len = mesh__generate_request__get_packed_size(g);
+        uint8_t *p = len <= MESH_WIRE_MAX_BYTES - 4096 ? malloc(len ? len : 1) : NULL;
+        if (p) {
+            mesh__generate_request__pack(g, p);
+            free(r->packed);
+            r->packed = p;
+            r->packed_len = len;
+            MESH_DEBUG("coord: request %llu: prompt is %zu tokens (estimate was %llu)",
+                       (unsigned long long)r->id, n, (unsigned long long)r->est_prompt_tokens);
+            r->est_prompt_tokens = n;
+        }
+        g->input_case = oc; // put the union back so free_unpacked frees what it made
+        if (oc == MESH__GENERATE_REQUEST__INPUT_CHAT)
+            g->chat = op;
+        else
+            g->prompt = op;
+    }
+    if (g)
+        mesh__generate_request__free_unpacked(g, NULL);
+    s_dispatch(c, r);
+}
+
+// The node asked to tokenize failed (error, timeout, death): ask another.
+static void s_tokenize_failed(mesh_coord_t *c, s_req_t *r, const char *why) {
+    MESH_INFO("coord: request %llu: tokenize on node %s failed: %s", (unsigned long long)r->id,
+              r->tok_node >= 0 ? c->nodes[r->tok_node].reg.name : "?", why);
+    r->tok_state = S_TOK_NEEDED;
+    r->tok_node = -1;
+    s_dispatch(c, r);
+}
+
 // Routes r and sends it (replaying what was already delivered). On no
 // candidate, finishes r with the routing error.
 static void s_dispatch(mesh_coord_t *c, s_req_t *r) {
+    if (r->tok_state == S_TOK_NEEDED && s_ask_tokenize(c, r))
+        return; // the reply (or its failure) dispatches again
     for (;;) {
         if (r->n_gen >= r->max_tokens) {
             s_finish(c, r, 0, "length", 0);
@@ -319,6 +430,8 @@ static void s_node_dead(mesh_coord_t *c, int idx, const char *why) {
         next = r->next;
         if (r->node == idx)
             s_failover(c, r, MESH_ETIMEOUT, why);
+        else if (r->tok_state == S_TOK_ASKED && r->tok_node == idx)
+            s_tokenize_failed(c, r, why);
     }
 }
 
@@ -372,6 +485,7 @@ static void s_on_caps(s_node_t *nd, const Mesh__Capabilities *k) {
         MESH_INFO("coord: node %s is up (%s, %d device(s), %d model(s))", nd->reg.name,
                   nd->backend, nd->n_devices, nd->n_models);
         nd->up_since_ms = s_now_ms();
+        nd->drain_told = 0; // a (re)connected node drains only if told again
     }
     nd->state = S_NODE_UP;
 }
@@ -417,6 +531,13 @@ static void s_on_message(mesh_coord_t *c, int idx, const uint8_t *buf, size_t le
             break; // stale: from an attempt we already moved away from
         s_release(c, r);
         size_t first_new = r->n_gen > k->index ? r->n_gen - k->index : 0;
+        if (k->n_ids == 0 && k->index == r->n_gen && k->text && k->text[0]) {
+            // Text the node's stream held back until the end (an unfinished
+            // stop-string match, a partial UTF-8 tail): no new tokens.
+            if (r->cb.on_chunk)
+                r->cb.on_chunk(r->user, NULL, 0, k->text);
+            break;
+        }
         if (k->index > r->n_gen || first_new >= k->n_ids) {
             if (k->index > r->n_gen)
                 MESH_WARN("coord: request %llu: gap in stream from node %s",
@@ -450,9 +571,32 @@ static void s_on_message(mesh_coord_t *c, int idx, const uint8_t *buf, size_t le
         s_finish(c, r, 0, env->done->finish_reason, env->done->prompt_tokens);
         break;
     }
+    case MESH__ENVELOPE__KIND_TOKENIZE_REPLY: {
+        const Mesh__TokenizeReply *t = env->tokenize_reply;
+        s_req_t *r = s_find_req(c, t->request_id);
+        if (r && r->tok_state == S_TOK_ASKED && r->tok_node == idx) {
+            if (t->n_ids == 0)
+                s_tokenize_failed(c, r, "empty reply");
+            else
+                s_on_tokenized(c, r, t->ids, t->n_ids);
+        }
+        break;
+    }
     case MESH__ENVELOPE__KIND_ERROR: {
         const Mesh__Error *e = env->error;
         s_req_t *r = e->request_id ? s_find_req(c, e->request_id) : NULL;
+        if (r && r->tok_state == S_TOK_ASKED && r->tok_node == idx) {
+            if (e->code == MESH_EINVAL || e->code == MESH_EFORMAT) {
+                // The input itself is bad (messages the template refuses).
+                char msg[400];
+                snprintf(msg, sizeof msg, "node %s: %s", nd->reg.name,
+                         e->message ? e->message : "");
+                s_finish(c, r, e->code, msg, 0);
+            } else {
+                s_tokenize_failed(c, r, e->message ? e->message : "error");
+            }
+            break;
+        }
         if (!r || r->node != idx) {
             MESH_WARN("coord: node %s reports error %d: %s", nd->reg.name, e->code,
                       e->message ? e->message : "");
@@ -482,6 +626,11 @@ static void s_on_message(mesh_coord_t *c, int idx, const uint8_t *buf, size_t le
 
 static void s_timers(mesh_coord_t *c) {
     int64_t now = s_now_ms();
+    for (s_req_t *r = c->reqs, *next; r; r = next) {
+        next = r->next;
+        if (r->tok_state == S_TOK_ASKED && now > r->tok_deadline_ms && !r->canceled)
+            s_tokenize_failed(c, r, "no reply in time");
+    }
     for (int i = 0; i < S_MAX_NODES; i++) {
         s_node_t *nd = &c->nodes[i];
         if (!nd->used || !nd->sock)
@@ -551,6 +700,16 @@ static void *s_thread(void *arg) {
                 memset(nd, 0, sizeof *nd);
             } else if (nd->used && !nd->sock) {
                 s_connect(c, nd);
+            } else if (nd->used && nd->state == S_NODE_UP && nd->drain_told != nd->reg.draining) {
+                // Tell the node itself (it refuses new work and says so in
+                // its reports), not only the router.
+                Mesh__Envelope env = MESH__ENVELOPE__INIT;
+                Mesh__Drain d = MESH__DRAIN__INIT;
+                d.on = nd->reg.draining;
+                env.kind_case = MESH__ENVELOPE__KIND_DRAIN;
+                env.drain = &d;
+                if (mesh_wire_send(nd->sock, NULL, 0, &env, 1) == 0)
+                    nd->drain_told = nd->reg.draining;
             }
         }
         // Requests waiting to be routed, and cancels to pass on.
@@ -566,7 +725,7 @@ static void *s_thread(void *arg) {
                     mesh_wire_send(c->nodes[r->node].sock, NULL, 0, &env, 1);
                 }
                 s_finish(c, r, 0, "cancel", 0);
-            } else if (r->node < 0) {
+            } else if (r->node < 0 && r->tok_state != S_TOK_ASKED) {
                 s_dispatch(c, r);
             }
         }
@@ -642,7 +801,9 @@ int mesh_coord_new(const mesh_coord_opts_t *opts, mesh_coord_t **out, char *err,
         rc = MESH_ENOMEM;
         goto fail;
     }
-    rc = mesh_curve_load_or_create(opts->key_path, &c->kp, err, err_len);
+    rc = mesh_keys_load_or_create(opts->key_path, c->kp.pub, c->kp.sec);
+    if (rc)
+        snprintf(err, err_len, "%s", mesh_keys_last_error());
     if (rc)
         goto fail;
     mesh_coord_state_t st;
@@ -723,7 +884,7 @@ int mesh_coord_node_add(mesh_coord_t *c, const char *addr, const char *key, cons
         snprintf(err, err_len, "address must look like tcp://HOST:PORT");
         return MESH_EINVAL;
     }
-    if (!mesh_curve_is_key(key)) {
+    if (!mesh_keys_z85_valid(key)) {
         snprintf(err, err_len, "node key must be a 40-character Z85 public key");
         return MESH_EINVAL;
     }
@@ -990,6 +1151,7 @@ int mesh_coord_submit(mesh_coord_t *c, const mesh_coord_request_t *rq,
         // Byte-level BPE never makes more tokens than bytes: a safe bound
         // until the coordinator asks a node to tokenize (TokenizeRequest).
         r->est_prompt_tokens = strlen(rq->prompt) + 1;
+        r->tok_state = S_TOK_NEEDED;
     } else if (rq->messages_json) {
         g.input_case = MESH__GENERATE_REQUEST__INPUT_CHAT;
         chat.messages_json = (char *)rq->messages_json;
@@ -998,6 +1160,7 @@ int mesh_coord_submit(mesh_coord_t *c, const mesh_coord_request_t *rq,
         chat.enable_thinking = rq->enable_thinking;
         g.chat = &chat;
         r->est_prompt_tokens = strlen(rq->messages_json) + strlen(chat.tools_json) + 16;
+        r->tok_state = S_TOK_NEEDED;
     } else {
         g.input_case = MESH__GENERATE_REQUEST__INPUT_TOKENS;
         ids.n_ids = rq->n_prompt_ids;
@@ -1036,6 +1199,7 @@ int mesh_coord_submit(mesh_coord_t *c, const mesh_coord_request_t *rq,
     r->on_logprobs = rq->on_logprobs;
     r->user = user;
     r->node = -1;
+    r->tok_node = -1;
     pthread_mutex_lock(&c->lock);
     r->id = c->next_id++;
     c->n_requests++;

@@ -125,6 +125,8 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     char err[512];
     mesh_coord_t *core = NULL;
+    if (print_key) // stdout is the key alone; "created a keypair" is not news here
+        mesh_log_set_level(MESH_LOG_WARN);
     int rc = mesh_coord_new(&co, &core, err, sizeof err);
     if (rc) {
         fprintf(stderr, "meshcoord: %s\n", err);
@@ -189,8 +191,10 @@ int main(int argc, char **argv) {
     sa.sa_handler = s_on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    // Poll, not pause(): the signal may land on another thread (libzmq,
+    // libmicrohttpd, the core), and then pause() here would never return.
     while (!s_stop)
-        pause();
+        usleep(50000);
     MESH_INFO("meshcoord: stopping");
     mesh_http_stop(&http);
     mesh_coord_admin_stop(&api);

@@ -2,7 +2,7 @@
 // Registry file load/save (JSON through cJSON, atomic replace).
 #include "coord_state.h"
 
-#include "mesh_curve.h"
+#include "mesh_keys.h"
 #include "mesh_err.h"
 
 #include <cjson/cJSON.h>
@@ -53,7 +53,7 @@ int mesh_coord_state_load(const char *path, mesh_coord_state_t *st, char *err,
         const char *addr = cJSON_GetStringValue(cJSON_GetObjectItem(it, "address"));
         const char *key = cJSON_GetStringValue(cJSON_GetObjectItem(it, "key"));
         if (!name || !addr || !key || strlen(name) >= 64 || strlen(addr) >= 256 ||
-            !mesh_curve_is_key(key) || st->n >= MESH_COORD_STATE_MAX_NODES) {
+            !mesh_keys_z85_valid(key) || st->n >= MESH_COORD_STATE_MAX_NODES) {
             snprintf(err, err_len, "%s: node entry %zu is malformed", path, st->n);
             rc = MESH_EFORMAT;
             break;

@@ -1,41 +1,51 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# The local demo: installs what is missing, builds, and runs the main job.
+# The local demo: installs what is missing, builds build/, then runs a mesh on
+# 127.0.0.1: one meshcoord (admin API + OpenAI-compatible HTTP endpoint) and
+# two meshnode, CURVE keys and the admin token created on the fly in
+# build/demo/, the nodes added with `meshctl node add`, `meshctl node list`,
+# ONE chat request over HTTP with curl (answer and serving node printed), and
+# a clean shutdown (SIGTERM: the nodes drain; no process is left behind).
 #
-# The full demo starts a mesh on 127.0.0.1 (one meshcoord, two meshnode, CURVE
-# keys created on the fly), serves a random-weight model made by `meshrun
-# synth`, sends one chat request over HTTP, prints the answer and which node
-# served it, and shuts everything down. Each step checks that the binaries it
-# needs exist and support what it uses (their --help names the options); a
-# step whose parts have not landed yet says so and the demo stops there,
-# after showing what the build has today.
-#
-# usage: deploy/demo.sh [--model FILE.gguf] [--keep] [--help]
+# The default model is made by `meshrun synth --preset tiny --type q8_0`:
+# RANDOM weights and a built-in vocabulary, so the answer is gibberish; it
+# is cached in build/demo/. MODEL=/path/to/file.gguf (or --model) serves a
+# real GGUF instead.
 set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-usage: deploy/demo.sh [--model FILE.gguf] [--keep] [-h|--help]
+usage: deploy/demo.sh [--model FILE.gguf] [--no-build] [--build-dir DIR] [--keep] [-h|--help]
 
-Installs missing packages, builds build/, and runs a local mesh demo:
-one meshcoord and two meshnode on 127.0.0.1 serving a model, one chat request
-over the OpenAI-compatible HTTP API, then a clean shutdown.
+Installs missing packages (deploy/setup-deps.sh), builds build/, and runs a
+local mesh: one meshcoord and two meshnode on 127.0.0.1, the nodes added with
+meshctl, one chat request through the OpenAI-compatible HTTP API with curl
+(prints the answer and which node served it), then a clean shutdown.
 
-  --model FILE.gguf   serve this GGUF instead of a random-weight demo model
-                      (e.g. a GLM-4.7-Flash Q4_K_M file you downloaded)
-  --keep              keep the demo's work folder (logs, keys) afterwards
+The demo model has RANDOM weights (meshrun synth --preset tiny --type q8_0,
+cached in build/demo/): its answers are gibberish. To serve a real model:
+    MODEL=/path/to/GLM-4.7-Flash-Q4_K_M.gguf ./deploy/demo.sh
+(each of the two nodes loads it: it needs the memory twice).
+
+  --model FILE.gguf   serve this GGUF (same as MODEL=FILE.gguf)
+  --no-build          skip setup-deps.sh and the build (binaries must exist)
+  --build-dir DIR     build folder with bin/ (default build/); the demo's
+                      files go to DIR/demo/
+  --keep              keep the run's logs, keys and token in DIR/demo/run/
   -h, --help          this text
 
-Environment: MESH_DEMO_HTTP_PORT (default 18080), MESH_DEMO_NODE_PORT
-(default 15555; the second node uses the next port).
+Environment: MODEL (as --model), MODEL_NAME (served name; default "demo", or
+"glm-4.7-flash" with MODEL), MESH_DEMO_NODE_PORT (first node port; default: a
+free port from 20000 up).
 USAGE
 }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bin="$root/build/bin"
 
-model=""
+model="${MODEL:-}"
+build_dir="build"
+do_build=1
 keep=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -43,6 +53,10 @@ while [ $# -gt 0 ]; do
         --model)
             [ $# -ge 2 ] || { echo "demo: --model needs a GGUF file" >&2; exit 2; }
             model="$2"; shift ;;
+        --build-dir)
+            [ $# -ge 2 ] || { echo "demo: --build-dir needs a folder" >&2; exit 2; }
+            build_dir="$2"; shift ;;
+        --no-build) do_build=0 ;;
         --keep) keep=1 ;;
         *) echo "demo: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -52,172 +66,158 @@ if [ -n "$model" ] && [ ! -f "$model" ]; then
     echo "demo: model file '$model' not found" >&2
     exit 2
 fi
-
-http_port="${MESH_DEMO_HTTP_PORT:-18080}"
-node_port="${MESH_DEMO_NODE_PORT:-15555}"
-work=""
+case "$build_dir" in /*) ;; *) build_dir="$root/$build_dir" ;; esac
+bin="$build_dir/bin"
+demo="$build_dir/demo"
+run="$demo/run"
+served="${MODEL_NAME:-}"
+[ -n "$served" ] || { [ -n "$model" ] && served="glm-4.7-flash" || served="demo"; }
 pids=()
-
-# --- helpers -----------------------------------------------------------------
 
 say() { printf '\n== %s\n' "$*"; }
 
-# supports BIN OPTION...: true when build/bin/BIN exists and its --help names
-# every OPTION (so the demo never runs a binary that cannot do the step yet).
-supports() {
-    local b="$bin/$1"; shift
-    [ -x "$b" ] || return 1
-    local help
-    help="$("$b" --help 2>&1)" || true
-    local opt
-    for opt in "$@"; do
-        grep -q -- "$opt" <<<"$help" || return 1
-    done
-}
-
-# The public key line of a key file (format: common/mesh_keys.h).
-public_key_of() { sed -n 's/^[[:space:]]*public[[:space:]]*=[[:space:]]*//p' "$1" | head -1; }
-
-# wait_for TEST_CMD... : polls for up to 20 s.
+# wait_for CMD...: polls for up to 30 s.
 wait_for() {
     local i
-    for i in $(seq 1 100); do
+    for i in $(seq 1 150); do
         "$@" && return 0
         sleep 0.2
     done
     return 1
 }
 
-cleanup() {
-    local rc=$?
-    stop_mesh
-    if [ -n "$work" ] && [ -d "$work" ]; then
-        if [ "$keep" = 1 ] || [ $rc -ne 0 ]; then
-            echo "demo: logs and keys kept in $work"
-        else
-            rm -rf "$work"
-        fi
-    fi
-    exit $rc
-}
-
-# --- steps -------------------------------------------------------------------
-
-build() {
-    say "installing missing packages"
-    ./deploy/setup-deps.sh
-    say "building build/"
-    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    cmake --build build -j"$(nproc 2>/dev/null || echo 2)"
-}
-
-show_binaries() {
-    say "what this build has"
-    local b
-    for b in meshrun meshnode meshcoord meshctl; do
-        if [ -x "$bin/$b" ]; then
-            echo "--- $b --help"
-            "$bin/$b" --help || true
-        else
-            echo "--- $b: not built yet"
-        fi
+# A TCP port nobody listens on at 127.0.0.1, from $1 up.
+free_port() {
+    local p=$1
+    while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
+        p=$((p + 1))
     done
+    echo "$p"
 }
 
-# Sets $model: the --model file, else a random-weight GLM-shaped model.
-make_model() {
-    if [ -n "$model" ]; then
-        say "using your model $model"
-        return 0
-    fi
-    # meshrun's subcommands print their own options with `meshrun synth --help`.
-    local synth_help
-    synth_help="$("$bin/meshrun" synth --help 2>&1)" || synth_help=""
-    if ! grep -q -- "--out" <<<"$synth_help" || ! grep -q -- "--preset" <<<"$synth_help"; then
-        echo "demo: 'meshrun synth' is not available yet: no demo model can be made" >&2
-        return 1
-    fi
-    model="$work/demo-glm.gguf"
-    say "making a demo model with random weights (meshrun synth)"
-    "$bin/meshrun" synth --arch deepseek2 --preset tiny --out "$model"
-    echo "NOTE: the demo model has RANDOM weights: its answers are gibberish."
-    echo "      To serve a real model: deploy/demo.sh --model /path/to/GLM-4.7-Flash-Q4_K_M.gguf"
-}
-
-start_mesh() {
-    if ! supports meshcoord --http --key --state || ! supports meshnode --listen --key --trust --model \
-        || ! supports meshctl "node add"; then
-        echo "demo: meshcoord/meshnode/meshctl are not built yet or lack the options the demo" >&2
-        echo "      uses: the mesh demo arrives with the mesh issues." >&2
-        return 1
-    fi
-    say "starting meshcoord on http://127.0.0.1:$http_port"
-    "$bin/meshcoord" --http "127.0.0.1:$http_port" --key "$work/coord.key" \
-        --state "$work/coord" >"$work/meshcoord.log" 2>&1 &
-    pids+=($!)
-    wait_for test -s "$work/coord.key" || { echo "demo: meshcoord made no key" >&2; return 1; }
-    local coord_pub
-    coord_pub="$(public_key_of "$work/coord.key")"
-    printf '%s coordinator\n' "$coord_pub" >"$work/trusted.keys"
-
-    local i port
-    for i in 1 2; do
-        port=$((node_port + i - 1))
-        say "starting meshnode node$i on tcp://127.0.0.1:$port"
-        "$bin/meshnode" --listen "tcp://127.0.0.1:$port" --key "$work/node$i.key" \
-            --trust "$work/trusted.keys" --model "$model" --name "node$i" \
-            >"$work/node$i.log" 2>&1 &
-        pids+=($!)
-        wait_for test -s "$work/node$i.key" || { echo "demo: node$i made no key" >&2; return 1; }
-        "$bin/meshctl" --url "http://127.0.0.1:$http_port" --key "$work/coord.key" \
-            node add "tcp://127.0.0.1:$port" --key "$(public_key_of "$work/node$i.key")" \
-            --name "node$i"
-    done
-    "$bin/meshctl" --url "http://127.0.0.1:$http_port" --key "$work/coord.key" node list
-}
-
-ask() {
-    say "asking through the OpenAI-compatible API"
-    local body='{"model":"demo","messages":[{"role":"user","content":"Say hello in five words."}],"max_tokens":32}'
-    local headers="$work/headers.txt" answer="$work/answer.json"
-    curl -sS --fail-with-body -D "$headers" -o "$answer" \
-        -H 'Content-Type: application/json' -d "$body" \
-        "http://127.0.0.1:$http_port/v1/chat/completions"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("answer:", r["choices"][0]["message"]["content"])' "$answer"
-    echo "served by: $(grep -i '^x-mesh-node:' "$headers" | cut -d: -f2- | tr -d '\r' | sed 's/^ *//')"
-}
-
+# SIGTERM every process we started (nodes drain, the coordinator stops),
+# then wait for each; SIGKILL whatever is still there after 15 s.
 stop_mesh() {
-    local p
+    local p i
     for p in "${pids[@]-}"; do
         [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
     done
     for p in "${pids[@]-}"; do
-        [ -n "$p" ] && wait "$p" 2>/dev/null || true
+        [ -n "$p" ] || continue
+        for i in $(seq 1 75); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
     done
     pids=()
 }
 
-# --- main --------------------------------------------------------------------
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    stop_mesh
+    if [ $rc -ne 0 ]; then
+        echo "demo: failed; logs are in $run" >&2
+    elif [ "$keep" = 0 ]; then
+        rm -rf "$run"
+    else
+        echo "demo: logs, keys and token kept in $run"
+    fi
+    exit $rc
+}
 
-build
-work="$(mktemp -d "${TMPDIR:-/tmp}/meshinfer-demo.XXXXXX")"
-chmod 700 "$work"
+ctl() { "$bin/meshctl" --url "http://127.0.0.1:$admin_port" --token-file "$run/admin.token" "$@"; }
+
+# --- 1. packages and build ---------------------------------------------------
+
+if [ "$do_build" = 1 ]; then
+    say "installing missing packages (deploy/setup-deps.sh)"
+    ./deploy/setup-deps.sh
+    say "building $build_dir"
+    cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$build_dir" -j"$(nproc 2>/dev/null || echo 2)"
+fi
+for b in meshrun meshcoord meshnode meshctl; do
+    [ -x "$bin/$b" ] || { echo "demo: $bin/$b is missing (build first, or drop --no-build)" >&2; exit 1; }
+done
+command -v curl >/dev/null || { echo "demo: curl is missing (deploy/setup-deps.sh installs it)" >&2; exit 1; }
+
+mkdir -p "$demo"
+rm -rf "$run"
+mkdir -m 700 "$run"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! supports meshcoord || ! supports meshnode || ! supports meshctl; then
-    show_binaries
-    say "the mesh demo arrives with the mesh issues"
-    echo "This build has the engine tool meshrun only (shown above); meshcoord, meshnode"
-    echo "and meshctl are not built yet. When they land, this script starts a local mesh"
-    echo "and sends it a chat request."
-    exit 0
+# --- 2. the model --------------------------------------------------------------
+
+if [ -z "$model" ]; then
+    model="$demo/demo-tiny.q8_0.gguf"
+    if [ ! -s "$model" ]; then
+        say "making the demo model (meshrun synth --preset tiny --type q8_0)"
+        "$bin/meshrun" synth --preset tiny --type q8_0 --out "$model" --quiet
+    fi
+    echo "NOTE: the demo model has RANDOM weights: its answers are gibberish."
+    echo "      A real model: MODEL=/path/to/GLM-4.7-Flash-Q4_K_M.gguf ./deploy/demo.sh"
+    mem_limit=$(( $(stat -c %s "$model") + 256 * 1024 * 1024 ))
+else
+    say "serving your model $model as '$served'"
+    mem_limit=""
 fi
 
-make_model || { show_binaries; exit 0; }
-start_mesh || { show_binaries; exit 0; }
-ask
-say "shutting down"
+# --- 3. the mesh ---------------------------------------------------------------
+
+say "starting meshcoord (admin API and OpenAI endpoint on 127.0.0.1)"
+"$bin/meshcoord" --key "$run/coord.key" --state "$run/coord.state.json" \
+    --admin 127.0.0.1:0 --port-file "$run/admin.port" --admin-token-file "$run/admin.token" \
+    --listen 127.0.0.1:0 --http-port-file "$run/http.port" --heartbeat-ms 500 \
+    >"$run/meshcoord.log" 2>&1 &
+pids+=($!)
+wait_for test -s "$run/http.port" || { echo "demo: meshcoord did not start" >&2; exit 1; }
+admin_port=$(cat "$run/admin.port")
+http_port=$(cat "$run/http.port")
+coord_pub=$("$bin/meshcoord" --key "$run/coord.key" --state "$run/coord.state.json" --print-key)
+echo "admin API http://127.0.0.1:$admin_port, OpenAI API http://127.0.0.1:$http_port/v1"
+
+port=$(free_port "${MESH_DEMO_NODE_PORT:-$((20000 + RANDOM % 20000))}")
+threads=$(( $(nproc 2>/dev/null || echo 2) / 2 ))
+[ "$threads" -ge 1 ] || threads=1
+for i in 1 2; do
+    [ "$i" = 1 ] || port=$(free_port $((port + 1)))
+    say "starting meshnode node$i on tcp://127.0.0.1:$port"
+    "$bin/meshnode" --listen "tcp://127.0.0.1:$port" --key "$run/node$i.key" \
+        --trust "$coord_pub" --model "$served=$model" --name "node$i" \
+        --threads "$threads" --heartbeat-ms 500 ${mem_limit:+--mem-limit "$mem_limit"} \
+        >"$run/node$i.log" 2>&1 &
+    pids+=($!)
+    node_pub=$("$bin/meshnode" --key "$run/node$i.key" --print-key)
+    ctl node add "tcp://127.0.0.1:$port" --key "$node_pub" --name "node$i"
+done
+
+say "meshctl node list"
+up() { ctl --json status 2>/dev/null | tr -d '[:space:]' | grep -q '"nodes_up":2[,}]'; }
+wait_for up || { echo "demo: the nodes did not come up (see $run/node*.log)" >&2; exit 1; }
+ctl node list
+
+# --- 4. one chat request over HTTP ---------------------------------------------
+
+say "POST /v1/chat/completions (curl)"
+body='{"model":"'"$served"'","messages":[{"role":"user","content":"Say hello to the mesh in five words."}],"max_tokens":32,"temperature":0}'
+echo "$body"
+curl -sS --fail-with-body -D "$run/headers.txt" -o "$run/answer.json" \
+    -H 'Content-Type: application/json' -d "$body" \
+    "http://127.0.0.1:$http_port/v1/chat/completions"
+echo "--- reply"
+cat "$run/answer.json"
+echo
+node=$(grep -i '^x-mesh-node:' "$run/headers.txt" | cut -d: -f2- | tr -d '\r ' || true)
+echo "--- served by node: ${node:-?} (x-mesh-node header; also the body's \"mesh\" field)"
+[ -n "$node" ] || { echo "demo: the reply names no node" >&2; exit 1; }
+grep -q '"choices"' "$run/answer.json" || { echo "demo: the reply has no choices" >&2; exit 1; }
+
+# --- 5. shutdown ----------------------------------------------------------------
+
+say "shutting down (SIGTERM: nodes drain, then exit)"
 stop_mesh
 echo "demo: done"

@@ -1,11 +1,19 @@
 // SPDX-License-Identifier: MIT
-// The node's view of the engine: load a model, run generation requests,
-// cancel them. Small on purpose so the node agent does not change when the
-// engine's API does; node_engine.c adapts it to engine/engine.h.
+// The node's view of the engine: load models, render + tokenize requests,
+// run them through the engine's continuous-batching scheduler, cancel them.
+// node_engine.c adapts it to engine/engine.h, engine/scheduler.h,
+// engine/tokenizer.h and engine/chat_template.h.
 //
-// Until the engine (branch `model`) is merged into this build, load reports
-// the model from its GGUF header with can_generate = 0 and submit refuses
-// with MESH_EUNSUPPORTED: the node never invents tokens.
+// Threads: each loaded model has one scheduler and one engine thread that
+// alone steps it (and so alone touches the model and its KV cache). submit,
+// cancel, tokenize and stats are safe from any thread. Events come on the
+// model's engine thread: keep the callback short (the node queues them for
+// its socket thread).
+//
+// Debugging aid: MESH_NODE_DEBUG_TOKEN_DELAY_MS=N (read once at
+// mesh_node_engine_new) makes the engine thread sleep N ms before it delivers
+// each token event (the first one too), so a test can kill a node deterministically in mid-stream. Never
+// set it in production.
 #ifndef MESH_NODE_ENGINE_H
 #define MESH_NODE_ENGINE_H
 
@@ -17,31 +25,72 @@
 
 typedef struct mesh_node_engine mesh_node_engine_t;
 
-// Called from the engine thread for each batch of new tokens of a request
-// and once more with done = 1 (finish "stop", "length" or "cancel").
-typedef void (*mesh_node_token_fn)(void *user, uint64_t request_id, const int32_t *ids,
-                                   size_t n, const char *text, int done, const char *finish);
+typedef struct {
+    const char *backend; // "cpu" (default), "cuda" when the engine has it
+    int device;          // device index of GPU backends
+    int n_threads;       // CPU threads; 0 = the engine's default (physical cores)
+} mesh_node_engine_opts_t;
 
-// Caller destroys the result with mesh_node_engine_destroy.
-int mesh_node_engine_new(mesh_node_token_fn on_token, void *user, mesh_node_engine_t **out);
+// One event of a request, on the engine thread. Pointers are valid during
+// the callback only.
+typedef struct {
+    uint64_t request_id;       // the coordinator's id
+    int32_t token;             // done == 0: the new token
+    float logprob;             // its log-probability (0 unless asked for)
+    int has_logprob;
+    const char *text;          // UTF-8-complete text it releases (may be empty);
+    size_t text_len;           // done == 1: text still held back
+    int done;                  // 1: the request ended; last event
+    const char *finish;        // done: "stop", "length", "cancel", "error"
+    uint32_t prompt_tokens;    // done: prompt tokens, without the replayed ones
+    uint32_t completion_tokens;// done: generated here (replayed ones not counted)
+} mesh_node_event_t;
+
+typedef void (*mesh_node_event_fn)(void *user, const mesh_node_event_t *ev);
+
+// Caller destroys the result with mesh_node_engine_destroy. opts may be NULL.
+int mesh_node_engine_new(const mesh_node_engine_opts_t *opts, mesh_node_event_fn on_event,
+                         void *user, mesh_node_engine_t **out);
+// Stops every engine thread (running requests end with "cancel"), frees all
+// models, nulls *e.
 void mesh_node_engine_destroy(mesh_node_engine_t **e);
 
 // 1 when this build can generate.
 int mesh_node_engine_can_generate(void);
 
-// Loads m (already probed): sets m->can_generate and the measured speeds.
-int mesh_node_engine_load(mesh_node_engine_t *e, mesh_node_model_t *m, char *err,
-                          size_t err_len);
+// Loads m (already probed) with a KV pool of kv_budget bytes (0: the
+// engine's default of min(context, 8192) tokens), runs the load-time
+// self-benchmark (a 64-token prefill, then 16 single-token decode steps) and
+// starts the model's engine thread. Updates m: can_generate, measured
+// prefill/decode tokens/s, kv_bytes_per_token (the engine's real cache).
+// Returns 0 or a negative
+// MESH_E* with a one-line reason in err. The engine keeps the pointer m.
+int mesh_node_engine_load(mesh_node_engine_t *e, mesh_node_model_t *m, uint64_t kv_budget,
+                          char *err, size_t err_len);
 
-// Starts a request on a loaded model. Returns 0 (tokens follow through the
-// callback) or a negative MESH_E* with the reason in err.
+// Prompt ids of an input: chat messages rendered with the model's chat
+// template, then tokenized; or text tokenized (special tokens parsed, no
+// BOS). Exactly one of chat / prompt. *ids is malloc'd (caller frees).
+int mesh_node_engine_tokenize(mesh_node_engine_t *e, const mesh_node_model_t *m,
+                              const Mesh__ChatInput *chat, const char *prompt, int32_t **ids,
+                              size_t *n, char *err, size_t err_len);
+
+// Starts a request on a loaded model (prompt from the request's input, then
+// continue_ids appended). Returns 0 (events follow) or a negative MESH_E*
+// with the reason in err (no event then).
 int mesh_node_engine_submit(mesh_node_engine_t *e, const mesh_node_model_t *m,
                             const Mesh__GenerateRequest *g, char *err, size_t err_len);
 
-// Stops a request at once; MESH_ENOTFOUND if it is not running.
+// Ends a request at the engine's next step (its DONE event says "cancel");
+// MESH_ENOTFOUND if it is not running.
 int mesh_node_engine_cancel(mesh_node_engine_t *e, uint64_t request_id);
 
-// Sequences running and waiting.
-void mesh_node_engine_load_counts(mesh_node_engine_t *e, uint32_t *active, uint32_t *queued);
+typedef struct {
+    uint32_t active, queued;  // sequences, all models
+    uint64_t kv_reserved;     // bytes of KV reserved by admitted sequences
+    uint64_t gen_tokens;      // tokens generated since load, all models
+} mesh_node_engine_stats_t;
+
+void mesh_node_engine_stats(mesh_node_engine_t *e, mesh_node_engine_stats_t *out);
 
 #endif

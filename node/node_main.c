@@ -2,12 +2,15 @@
 // meshnode: the node agent. A ZeroMQ ROUTER socket as a CURVE server (a ZAP
 // handler admits only trusted public keys), capability reports to every
 // coordinator that says Hello, heartbeats, generation requests handed to the
-// engine adapter with tokens streamed back, cancel, drain on SIGTERM.
+// engine adapter (engine + continuous-batching scheduler, one engine thread
+// per model) with tokens streamed back as they come, cancel, tokenize for
+// exact routing, drain on SIGTERM (finish what runs, refuse new, exit 0) and
+// on a coordinator's Drain message (same, without exiting).
 //
 // One thread owns the sockets; the engine thread hands tokens over through a
 // queue and a wake-up pipe, so sockets are never shared between threads.
-#include "mesh_curve.h"
 #include "mesh_err.h"
+#include "mesh_keys.h"
 #include "mesh_log.h"
 #include "mesh_wire.h"
 #include "node_engine.h"
@@ -31,14 +34,16 @@
 #define S_MAX_MODELS 16
 #define S_MAX_PEERS 16
 #define S_SW_VERSION "0.1.0"
+#define S_KV_CONTEXTS 4 // KV pool at most this many full contexts per model
 
 typedef struct {
     char listen[256], key_path[1024], name[64], backend[16];
     int device;
+    int threads;                  // CPU threads of the engine (0: physical cores)
     uint64_t mem_limit;           // bytes (0: the machine's available memory)
     uint32_t ctx_cap;             // tokens (0: the model's own limit)
     uint32_t heartbeat_ms;
-    mesh_curve_trusted_t trusted;
+    mesh_trusted_t *trusted;      // coordinator keys this node admits (owned)
     int n_models;
     char model_spec[S_MAX_MODELS][1100]; // [NAME=]PATH
 } s_conf_t;
@@ -53,16 +58,20 @@ typedef struct {
 typedef struct s_out {
     struct s_out *next;
     uint64_t request_id;
-    int32_t *ids;
-    size_t n;
+    int32_t token;                // -1: none (a done event)
+    float logprob;
+    int has_logprob;
     char *text;
     int done;
     char finish[16];
+    uint32_t prompt_tokens, completion_tokens;
 } s_out_t;
 
 typedef struct {
     s_conf_t conf;
-    mesh_curve_keypair_t kp;
+    struct {
+        char pub[MESH_KEY_Z85_LEN + 1], sec[MESH_KEY_Z85_LEN + 1];
+    } kp;
     mesh_node_model_t models[S_MAX_MODELS];
     int n_models;
     mesh_node_engine_t *engine;
@@ -71,6 +80,9 @@ typedef struct {
     int n_peers;
     uint64_t mem_total, weights;  // bytes
     uint64_t hb_seq;
+    uint64_t tps_tokens;          // generated tokens at the last rate sample
+    int64_t tps_ms;               // time of that sample
+    float recent_tps;
     int draining;
     pthread_mutex_t out_lock;
     s_out_t *out_head, **out_tail;
@@ -105,12 +117,18 @@ static void s_usage(FILE *f) {
             "  --model [NAME=]PATH  a GGUF model to serve (repeatable)\n"
             "  --backend NAME       cpu (default; others when built in)\n"
             "  --device N           device index (default 0)\n"
-            "  --mem-limit SIZE     memory budget of the CPU backend, e.g. 8G, 512M\n"
+            "  --threads N          CPU threads of the engine (default: physical cores)\n"
+            "  --mem-limit SIZE     memory budget of the CPU backend, e.g. 8G, 512M: the\n"
+            "                       models' weights (file sizes) come out of it and the\n"
+            "                       rest is the KV cache, split evenly between models\n"
+            "                       (default: the machine's available memory)\n"
             "  --ctx-limit N        cap every model's context at N tokens\n"
             "  --heartbeat-ms N     heartbeat interval (default 1000)\n"
             "  --name NAME          node name (default: host name)\n"
             "  --log-level LEVEL    debug, info, warn, error\n"
             "  --print-key          print this node's public key and exit\n"
+            "environment: MESH_NODE_DEBUG_TOKEN_DELAY_MS=N sleeps N ms before each token\n"
+            "  (testing only: lets a test kill a node in mid-stream)\n"
             "  -h, --help           this text\n");
 }
 
@@ -139,6 +157,37 @@ static int s_parse_size(const char *v, uint64_t *out) {
     return 0;
 }
 
+// --trust VALUE: a 40-character Z85 key, or a file holding keys: a trusted-keys
+// file (one key per line) or a keypair file (its public line). Common's formats.
+static int s_trust_add(s_conf_t *c, const char *v, char *err, size_t err_len) {
+    if (mesh_keys_z85_valid(v)) {
+        int rc = mesh_trusted_find(c->trusted, v) ? 0 : mesh_trusted_add(c->trusted, v, NULL);
+        if (rc)
+            snprintf(err, err_len, "%s", mesh_keys_last_error());
+        return rc;
+    }
+    if (access(v, R_OK) != 0) {
+        snprintf(err, err_len, "'%s' is neither a 40-character Z85 key nor a readable file", v);
+        return MESH_EINVAL;
+    }
+    char pub[MESH_KEY_Z85_LEN + 1];
+    mesh_trusted_t *list = NULL;
+    int rc = mesh_trusted_load(v, &list);
+    if (rc == 0) {
+        for (size_t i = 0; !rc && i < mesh_trusted_count(list); i++) {
+            const mesh_trusted_key_t *tk = mesh_trusted_at(list, i);
+            if (!mesh_trusted_find(c->trusted, tk->key))
+                rc = mesh_trusted_add(c->trusted, tk->key, tk->name);
+        }
+        mesh_trusted_destroy(&list);
+    } else if ((rc = mesh_keys_load_public(v, pub)) == 0) {
+        rc = mesh_trusted_find(c->trusted, pub) ? 0 : mesh_trusted_add(c->trusted, pub, NULL);
+    }
+    if (rc)
+        snprintf(err, err_len, "%s: neither a trusted-keys file nor a keypair file", v);
+    return rc;
+}
+
 // Applies one option (from argv or the config file). Returns 0 or prints
 // one line and returns MESH_EINVAL.
 static int s_set(s_conf_t *c, const char *k, const char *v, const char *where) {
@@ -154,15 +203,22 @@ static int s_set(s_conf_t *c, const char *k, const char *v, const char *where) {
     } else if (strcmp(k, "backend") == 0) {
         snprintf(c->backend, sizeof c->backend, "%s", v);
     } else if (strcmp(k, "trust") == 0) {
-        char key[64];
-        if (mesh_curve_read_public(v, key, err, sizeof err) ||
-            mesh_curve_trusted_add(&c->trusted, key)) {
+        if (s_trust_add(c, v, err, sizeof err)) {
             fprintf(stderr, "meshnode: %s: trust: %s\n", where, err);
             return MESH_EINVAL;
         }
     } else if (strcmp(k, "trusted-keys") == 0) {
-        if (mesh_curve_trusted_load(v, &c->trusted, err, sizeof err)) {
-            fprintf(stderr, "meshnode: %s\n", err);
+        mesh_trusted_t *list = NULL;
+        int rc = mesh_trusted_load(v, &list);
+        for (size_t i = 0; !rc && i < mesh_trusted_count(list); i++) {
+            const mesh_trusted_key_t *tk = mesh_trusted_at(list, i);
+            rc = mesh_trusted_find(c->trusted, tk->key) ? 0
+                                                        : mesh_trusted_add(c->trusted, tk->key,
+                                                                           tk->name);
+        }
+        mesh_trusted_destroy(&list);
+        if (rc) {
+            fprintf(stderr, "meshnode: %s: trusted-keys: %s\n", where, mesh_keys_last_error());
             return MESH_EINVAL;
         }
     } else if (strcmp(k, "model") == 0) {
@@ -178,7 +234,7 @@ static int s_set(s_conf_t *c, const char *k, const char *v, const char *where) {
             return MESH_EINVAL;
         }
     } else if (strcmp(k, "device") == 0 || strcmp(k, "ctx-limit") == 0 ||
-               strcmp(k, "heartbeat-ms") == 0) {
+               strcmp(k, "heartbeat-ms") == 0 || strcmp(k, "threads") == 0) {
         n = strtol(v, &end, 10);
         if (!*v || *end || n < 0 || n > 100000000 || (k[0] == 'h' && n < 10)) {
             fprintf(stderr, "meshnode: %s: %s needs a number, got '%s'\n", where, k, v);
@@ -186,6 +242,8 @@ static int s_set(s_conf_t *c, const char *k, const char *v, const char *where) {
         }
         if (k[0] == 'd')
             c->device = (int)n;
+        else if (k[0] == 't')
+            c->threads = (int)(n > 1024 ? 1024 : n);
         else if (k[0] == 'c')
             c->ctx_cap = (uint32_t)n;
         else
@@ -274,9 +332,13 @@ static void s_cpu_name(char *out, size_t cap) {
 
 // ---- messages ----
 
+// Budget left for new KV: the budget, less the weights, less the KV that
+// admitted sequences have reserved (the engine's scheduler counts it).
 static uint64_t s_mem_free(s_node_t *n) {
-    // KV of running sequences is the engine's to count; without it, none.
-    return n->mem_total > n->weights ? n->mem_total - n->weights : 0;
+    mesh_node_engine_stats_t st;
+    mesh_node_engine_stats(n->engine, &st);
+    uint64_t used = n->weights + st.kv_reserved;
+    return n->mem_total > used ? n->mem_total - used : 0;
 }
 
 static void s_send_caps(s_node_t *n, const s_peer_t *p) {
@@ -326,7 +388,18 @@ static void s_heartbeat(s_node_t *n) {
     Mesh__Envelope env = MESH__ENVELOPE__INIT;
     Mesh__Heartbeat h = MESH__HEARTBEAT__INIT;
     h.mem_free = s_mem_free(n);
-    mesh_node_engine_load_counts(n->engine, &h.active, &h.queued);
+    mesh_node_engine_stats_t st;
+    mesh_node_engine_stats(n->engine, &st);
+    h.active = st.active;
+    h.queued = st.queued;
+    // Tokens/s since the previous heartbeat (one interval: "recent").
+    int64_t now = s_now_ms();
+    if (n->tps_ms && now > n->tps_ms)
+        n->recent_tps = (float)((double)(st.gen_tokens - n->tps_tokens) * 1000.0 /
+                                (double)(now - n->tps_ms));
+    n->tps_tokens = st.gen_tokens;
+    n->tps_ms = now;
+    h.recent_tps = n->recent_tps;
     h.draining = n->draining;
     h.seq = ++n->hb_seq;
     h.interval_ms = n->conf.heartbeat_ms;
@@ -385,6 +458,52 @@ static void s_on_generate(s_node_t *n, int peer, const Mesh__GenerateRequest *g)
     n->n_running++;
 }
 
+// TokenizeRequest: render + tokenize with the model's own tokenizer, so the
+// coordinator routes on the exact prompt length. Runs on the socket thread
+// (tokenizer and template are immutable, safe beside the engine threads).
+static void s_on_tokenize(s_node_t *n, const uint8_t *rid, size_t rid_len,
+                          const Mesh__TokenizeRequest *t) {
+    char err[512];
+    int m = s_find_model(n, t->model, NULL);
+    if (m < 0 || !n->models[m].can_generate) {
+        snprintf(err, sizeof err, "tokenize: model '%s' is not served here",
+                 t->model ? t->model : "");
+        mesh_wire_send_error(n->router, rid, rid_len, MESH_ENOTFOUND, t->request_id, err);
+        return;
+    }
+    const Mesh__ChatInput *chat = NULL;
+    const char *prompt = NULL;
+    if (t->input_case == MESH__TOKENIZE_REQUEST__INPUT_CHAT)
+        chat = t->chat;
+    else if (t->input_case == MESH__TOKENIZE_REQUEST__INPUT_PROMPT)
+        prompt = t->prompt ? t->prompt : "";
+    if (!chat && !prompt) {
+        mesh_wire_send_error(n->router, rid, rid_len, MESH_EINVAL, t->request_id,
+                             "tokenize needs chat messages or a prompt");
+        return;
+    }
+    int32_t *ids = NULL;
+    size_t cnt = 0;
+    int rc = mesh_node_engine_tokenize(n->engine, &n->models[m], chat, prompt, &ids, &cnt, err,
+                                       sizeof err);
+    if (rc) {
+        mesh_wire_send_error(n->router, rid, rid_len, rc, t->request_id, err);
+        return;
+    }
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    Mesh__TokenizeReply k = MESH__TOKENIZE_REPLY__INIT;
+    k.request_id = t->request_id;
+    k.n_ids = cnt;
+    k.ids = ids;
+    env.kind_case = MESH__ENVELOPE__KIND_TOKENIZE_REPLY;
+    env.tokenize_reply = &k;
+    rc = mesh_wire_send(n->router, rid, rid_len, &env, 1);
+    if (rc) // e.g. over MESH_WIRE_MAX_BYTES: say so instead of going quiet
+        mesh_wire_send_error(n->router, rid, rid_len, rc, t->request_id,
+                             "tokenize: the reply does not fit in one message");
+    free(ids);
+}
+
 static int s_peer_index(s_node_t *n, const uint8_t *rid, size_t len) {
     for (int i = 0; i < n->n_peers; i++)
         if (n->peers[i].rid_len == len && memcmp(n->peers[i].rid, rid, len) == 0)
@@ -433,7 +552,8 @@ static void s_on_message(s_node_t *n, const uint8_t *rid, size_t rid_len, const 
         mesh_node_engine_cancel(n->engine, env->cancel->request_id);
         break;
     case MESH__ENVELOPE__KIND_DRAIN:
-        n->draining = env->drain->on;
+        // A SIGTERM drain ends in exit: a coordinator cannot lift it.
+        n->draining = env->drain->on || s_term;
         MESH_INFO("node: %s by the coordinator", n->draining ? "draining" : "drain lifted");
         s_send_caps(n, &n->peers[peer]);
         break;
@@ -447,9 +567,7 @@ static void s_on_message(s_node_t *n, const uint8_t *rid, size_t rid_len, const 
         break;
     }
     case MESH__ENVELOPE__KIND_TOKENIZE:
-        mesh_wire_send_error(n->router, rid, rid_len, MESH_EUNSUPPORTED,
-                             env->tokenize->request_id,
-                             "tokenize: this meshnode has no tokenizer built in yet");
+        s_on_tokenize(n, rid, rid_len, env->tokenize);
         break;
     default:
         MESH_WARN("node: unexpected '%s' from a coordinator", mesh_wire_kind_name(env));
@@ -460,21 +578,22 @@ static void s_on_message(s_node_t *n, const uint8_t *rid, size_t rid_len, const 
     mesh_wire_free(&env);
 }
 
-// Engine thread -> socket thread.
-static void s_on_token(void *user, uint64_t request_id, const int32_t *ids, size_t cnt,
-                       const char *text, int done, const char *finish) {
+// Engine thread -> socket thread: one queued record per event, sent at
+// once (the pipe wakes the socket thread), so tokens stream as they come.
+static void s_on_event(void *user, const mesh_node_event_t *ev) {
     s_node_t *n = user;
     s_out_t *o = calloc(1, sizeof *o);
     if (!o)
         return;
-    o->request_id = request_id;
-    o->ids = cnt ? malloc(cnt * sizeof *ids) : NULL;
-    if (cnt && o->ids)
-        memcpy(o->ids, ids, cnt * sizeof *ids);
-    o->n = o->ids ? cnt : 0;
-    o->text = strdup(text ? text : "");
-    o->done = done;
-    snprintf(o->finish, sizeof o->finish, "%s", finish ? finish : "");
+    o->request_id = ev->request_id;
+    o->token = ev->done ? -1 : ev->token;
+    o->logprob = ev->logprob;
+    o->has_logprob = ev->has_logprob;
+    o->text = strndup(ev->text ? ev->text : "", ev->text ? ev->text_len : 0);
+    o->done = ev->done;
+    snprintf(o->finish, sizeof o->finish, "%s", ev->finish ? ev->finish : "");
+    o->prompt_tokens = ev->prompt_tokens;
+    o->completion_tokens = ev->completion_tokens;
     pthread_mutex_lock(&n->out_lock);
     *n->out_tail = o;
     n->out_tail = &o->next;
@@ -500,14 +619,18 @@ static void s_flush_out(s_node_t *n) {
             const uint8_t *rid = n->running[ri].rid;
             size_t rid_len = n->running[ri].rid_len;
             Mesh__Envelope env = MESH__ENVELOPE__INIT;
-            if (o->n) {
+            // A token; or, at the end, text the stream still held back (a
+            // chunk without ids at the current index).
+            if (o->token >= 0 || (o->text && o->text[0])) {
                 Mesh__TokenChunk k = MESH__TOKEN_CHUNK__INIT;
                 k.request_id = o->request_id;
-                k.n_ids = o->n;
-                k.ids = o->ids;
-                k.text = o->text;
+                k.n_ids = o->token >= 0 ? 1 : 0;
+                k.ids = &o->token;
+                k.text = o->text ? o->text : (char *)"";
+                k.n_logprobs = o->token >= 0 && o->has_logprob ? 1 : 0;
+                k.logprobs = &o->logprob;
                 k.index = n->running[ri].index;
-                n->running[ri].index += (uint32_t)o->n;
+                n->running[ri].index += (uint32_t)k.n_ids;
                 env.kind_case = MESH__ENVELOPE__KIND_CHUNK;
                 env.chunk = &k;
                 mesh_wire_send(n->router, rid, rid_len, &env, 0);
@@ -517,13 +640,14 @@ static void s_flush_out(s_node_t *n) {
                 Mesh__GenerateDone k = MESH__GENERATE_DONE__INIT;
                 k.request_id = o->request_id;
                 k.finish_reason = o->finish;
+                k.prompt_tokens = o->prompt_tokens;
+                k.completion_tokens = o->completion_tokens;
                 d.kind_case = MESH__ENVELOPE__KIND_DONE;
                 d.done = &k;
                 mesh_wire_send(n->router, rid, rid_len, &d, 0);
                 n->running[ri] = n->running[--n->n_running];
             }
         }
-        free(o->ids);
         free(o->text);
         free(o);
         o = next;
@@ -564,7 +688,7 @@ static void s_zap(s_node_t *n) {
     if (nf >= 7 && zmq_msg_size(&fr[5]) == 5 && memcmp(zmq_msg_data(&fr[5]), "CURVE", 5) == 0 &&
         zmq_msg_size(&fr[6]) == 32) {
         zmq_z85_encode(key, zmq_msg_data(&fr[6]), 32);
-        if (mesh_curve_trusted_has(&n->conf.trusted, key))
+        if (mesh_trusted_find(n->conf.trusted, key))
             status = "200", text = "OK";
     }
     if (status[0] != '2')
@@ -581,23 +705,25 @@ out:
 }
 
 static int s_setup(s_node_t *n, char *err, size_t err_len) {
-    int rc = mesh_curve_load_or_create(n->conf.key_path, &n->kp, err, err_len);
-    if (rc)
+    int rc = mesh_keys_load_or_create(n->conf.key_path, n->kp.pub, n->kp.sec);
+    if (rc) {
+        snprintf(err, err_len, "%s", mesh_keys_last_error());
         return rc;
-    if (strcmp(n->conf.backend, "cpu") != 0) {
-        snprintf(err, err_len, "backend '%s' is not built into this meshnode (have: cpu)",
-                 n->conf.backend);
-        return MESH_EUNSUPPORTED;
     }
-    if (n->conf.trusted.n == 0) {
+    if (mesh_trusted_count(n->conf.trusted) == 0) {
         snprintf(err, err_len,
                  "no trusted coordinator keys (--trust KEY or --trusted-keys FILE): every "
                  "connection would be refused");
         return MESH_EINVAL;
     }
-    rc = mesh_node_engine_new(s_on_token, n, &n->engine);
+    mesh_node_engine_opts_t eo = {.backend = n->conf.backend,
+                                  .device = n->conf.device,
+                                  .n_threads = n->conf.threads};
+    rc = mesh_node_engine_new(&eo, s_on_event, n, &n->engine);
     if (rc)
         return rc;
+    // Probe every model first: the weights of all of them come out of the
+    // budget before the KV pools are sized.
     for (int i = 0; i < n->conf.n_models; i++) {
         char *spec = n->conf.model_spec[i], *path = spec, *name = NULL;
         char *eq = strchr(spec, '=');
@@ -612,21 +738,33 @@ static int s_setup(s_node_t *n, char *err, size_t err_len) {
             return rc;
         if (n->conf.ctx_cap && n->conf.ctx_cap < m->ctx_limit)
             m->ctx_limit = n->conf.ctx_cap;
-        rc = mesh_node_engine_load(n->engine, m, err, err_len);
-        if (rc)
-            return rc;
         n->weights += m->file_size;
         n->n_models++;
-        MESH_INFO("node: model %s (%s, %s, %.1f MiB, ctx %u, %llu KV bytes/token)%s", m->name,
-                  m->arch, m->quant, (double)m->file_size / 1048576.0, m->ctx_limit,
-                  (unsigned long long)m->kv_bytes_per_token,
-                  m->can_generate ? "" : " [no engine: generation refused]");
     }
     n->mem_total = n->conf.mem_limit ? n->conf.mem_limit : s_mem_available();
     if (n->weights > n->mem_total) {
         snprintf(err, err_len, "models need %.1f MiB but the memory budget is %.1f MiB",
                  (double)n->weights / 1048576.0, (double)n->mem_total / 1048576.0);
         return MESH_ENOSPACE;
+    }
+    for (int i = 0; i < n->n_models; i++) {
+        mesh_node_model_t *m = &n->models[i];
+        // KV pool: the budget after weights, split evenly, but no more than
+        // S_KV_CONTEXTS full contexts (more would only sit unused) at the
+        // engine's f32 cache (twice the f16 estimate of the probe).
+        uint64_t share = (n->mem_total - n->weights) / (uint64_t)n->n_models;
+        uint64_t cap = m->kv_bytes_per_token * 2 * (uint64_t)m->ctx_limit * S_KV_CONTEXTS;
+        uint64_t kv = cap && cap < share ? cap : share;
+        rc = mesh_node_engine_load(n->engine, m, kv, err, err_len);
+        if (rc)
+            return rc;
+        if (n->conf.ctx_cap && n->conf.ctx_cap < m->ctx_limit)
+            m->ctx_limit = n->conf.ctx_cap;
+        MESH_INFO("node: model %s (%s, %s, %.1f MiB, ctx %u, %llu KV bytes/token, "
+                  "%.0f/%.0f tok/s prefill/decode)", m->name, m->arch, m->quant,
+                  (double)m->file_size / 1048576.0, m->ctx_limit,
+                  (unsigned long long)m->kv_bytes_per_token, (double)m->prefill_tps,
+                  (double)m->decode_tps);
     }
     n->zctx = zmq_ctx_new();
     if (!zmq_has("curve")) {
@@ -645,7 +783,7 @@ static int s_setup(s_node_t *n, char *err, size_t err_len) {
     zmq_setsockopt(n->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(n->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     zmq_setsockopt(n->router, ZMQ_CURVE_SERVER, &one, sizeof one);
-    zmq_setsockopt(n->router, ZMQ_CURVE_SECRETKEY, n->kp.sec, MESH_Z85_KEY_LEN);
+    zmq_setsockopt(n->router, ZMQ_CURVE_SECRETKEY, n->kp.sec, MESH_KEY_Z85_LEN);
     zmq_setsockopt(n->router, ZMQ_ZAP_DOMAIN, "mesh", 4);
     if (zmq_bind(n->router, n->conf.listen) != 0) {
         snprintf(err, err_len, "cannot listen on %s: %s", n->conf.listen, zmq_strerror(errno));
@@ -728,7 +866,7 @@ int main(int argc, char **argv) {
     static const struct option opts[] = {
         {"config", 1, 0, 'C'}, {"listen", 1, 0, 0},      {"key", 1, 0, 0},
         {"trust", 1, 0, 0},    {"trusted-keys", 1, 0, 0}, {"model", 1, 0, 0},
-        {"backend", 1, 0, 0},  {"device", 1, 0, 0},       {"mem-limit", 1, 0, 0},
+        {"backend", 1, 0, 0},  {"device", 1, 0, 0},       {"mem-limit", 1, 0, 0}, {"threads", 1, 0, 0},
         {"ctx-limit", 1, 0, 0}, {"heartbeat-ms", 1, 0, 0}, {"name", 1, 0, 0},
         {"log-level", 1, 0, 0}, {"print-key", 0, 0, 'P'}, {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
@@ -739,6 +877,11 @@ int main(int argc, char **argv) {
     snprintf(c->key_path, sizeof c->key_path, "meshnode.key");
     snprintf(c->backend, sizeof c->backend, "cpu");
     c->heartbeat_ms = 1000;
+    c->trusted = mesh_trusted_new();
+    if (!c->trusted) {
+        fprintf(stderr, "meshnode: out of memory\n");
+        return 1;
+    }
     if (gethostname(c->name, sizeof c->name) != 0)
         snprintf(c->name, sizeof c->name, "node");
     c->name[sizeof c->name - 1] = 0;
@@ -769,8 +912,9 @@ int main(int argc, char **argv) {
     }
     char err[1200];
     if (print_key) {
-        if (mesh_curve_load_or_create(c->key_path, &n->kp, err, sizeof err)) {
-            fprintf(stderr, "meshnode: %s\n", err);
+        mesh_log_set_level(MESH_LOG_WARN); // stdout is the key alone
+        if (mesh_keys_load_or_create(c->key_path, n->kp.pub, n->kp.sec)) {
+            fprintf(stderr, "meshnode: %s\n", mesh_keys_last_error());
             return 1;
         }
         printf("%s\n", n->kp.pub);
@@ -791,7 +935,7 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     MESH_INFO("node: %s listening on %s (CURVE, %zu trusted key(s)), public key %s, "
               "budget %.1f MiB",
-              c->name, c->listen, c->trusted.n, n->kp.pub, (double)n->mem_total / 1048576.0);
+              c->name, c->listen, mesh_trusted_count(c->trusted), n->kp.pub, (double)n->mem_total / 1048576.0);
     s_run(n);
     MESH_INFO("node: drained, exiting");
     zmq_close(n->router);

@@ -154,7 +154,7 @@ int mesh_node_model_probe(const char *path, const char *name, mesh_node_model_t 
             if (strcmp(key, "general.file_type") == 0)
                 ftype = (uint32_t)v;
             else if (n_nums < 32 && t != 6 && t != 12 && strlen(key) < sizeof nums[0].key) {
-                snprintf(nums[n_nums].key, sizeof nums[0].key, "%s", key);
+                memcpy(nums[n_nums].key, key, strlen(key) + 1); // length checked above
                 nums[n_nums++].val = v;
             }
         } else {

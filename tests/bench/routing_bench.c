@@ -11,7 +11,7 @@
 //
 // usage: bench_routing [N]
 #include "coord_core.h"
-#include "mesh_curve.h"
+#include "mesh_keys.h"
 #include "mesh_err.h"
 #include "mesh_log.h"
 #include "mesh_wire.h"
@@ -25,7 +25,11 @@
 #include <unistd.h>
 #include <zmq.h>
 
-static mesh_curve_keypair_t s_node_kp;
+typedef struct {
+    char pub[MESH_KEY_Z85_LEN + 1], sec[MESH_KEY_Z85_LEN + 1];
+} s_keypair_t;
+
+static s_keypair_t s_node_kp;
 static char s_addr[64];
 static atomic_int s_stop;
 static void *s_zctx;
@@ -137,8 +141,8 @@ int main(int argc, char **argv) {
         return 1;
     char path[256], err[256];
     snprintf(path, sizeof path, "%s/node.key", dir);
-    if (mesh_curve_load_or_create(path, &s_node_kp, err, sizeof err)) {
-        fprintf(stderr, "bench_routing: %s\n", err);
+    if (mesh_keys_load_or_create(path, s_node_kp.pub, s_node_kp.sec)) {
+        fprintf(stderr, "bench_routing: %s\n", mesh_keys_last_error());
         return 1;
     }
     s_zctx = zmq_ctx_new();
@@ -157,9 +161,9 @@ int main(int argc, char **argv) {
     pthread_create(&th, NULL, s_node, srv);
 
     // Direct baseline.
-    mesh_curve_keypair_t ckp;
+    s_keypair_t ckp;
     snprintf(path, sizeof path, "%s/client.key", dir);
-    mesh_curve_load_or_create(path, &ckp, err, sizeof err);
+    mesh_keys_load_or_create(path, ckp.pub, ckp.sec);
     void *cli = zmq_socket(s_zctx, ZMQ_DEALER);
     zmq_setsockopt(cli, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(cli, ZMQ_CURVE_SERVERKEY, s_node_kp.pub, 40);

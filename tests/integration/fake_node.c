@@ -13,7 +13,7 @@
 // on receiving it, before any token). --garbage: before its capabilities,
 // send the coordinator a malformed message, one of an unknown kind, one
 // from a newer protocol version and an oversized one.
-#include "mesh_curve.h"
+#include "mesh_keys.h"
 #include "mesh_err.h"
 #include "mesh_wire.h"
 
@@ -24,6 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+typedef struct {
+    char pub[MESH_KEY_Z85_LEN + 1], sec[MESH_KEY_Z85_LEN + 1];
+} s_keypair_t;
 
 static int64_t s_now_ms(void) {
     struct timespec ts;
@@ -75,10 +79,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: mesh_fake_node --listen ADDR --key FILE [options]\n");
         return 2;
     }
-    mesh_curve_keypair_t kp;
+    s_keypair_t kp;
     char err[256];
-    if (mesh_curve_load_or_create(key, &kp, err, sizeof err)) {
-        fprintf(stderr, "fake_node: %s\n", err);
+    if (mesh_keys_load_or_create(key, kp.pub, kp.sec)) {
+        fprintf(stderr, "fake_node: %s\n", mesh_keys_last_error());
         return 1;
     }
     void *zctx = zmq_ctx_new(), *s = zmq_socket(zctx, ZMQ_ROUTER);

@@ -5,7 +5,7 @@
 # load with memory checks. Needs curl, python3, node/npm, promtool.
 if(TARGET mesh_http)
   add_executable(http_fake_node ${CMAKE_CURRENT_LIST_DIR}/http_fake_node.c)
-  target_link_libraries(http_fake_node PRIVATE mesh_proto PkgConfig::CJSON)
+  target_link_libraries(http_fake_node PRIVATE mesh_proto mesh_common PkgConfig::CJSON)
   set_target_properties(http_fake_node PROPERTIES RUNTIME_OUTPUT_DIRECTORY
                         ${CMAKE_BINARY_DIR}/tests)
   function(mesh_http_test name script timeout)

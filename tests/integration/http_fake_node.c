@@ -12,7 +12,7 @@
 //   otherwise                            -> reasoning (if thinking), a greeting
 // Text goes out in 3-byte pieces (never splitting a UTF-8 character), one
 // piece per token id, so tags always straddle chunks.
-#include "mesh_curve.h"
+#include "mesh_keys.h"
 #include "mesh_err.h"
 #include "mesh_wire.h"
 
@@ -177,9 +177,11 @@ int main(int argc, char **argv) {
         }
     }
     char err[256];
-    mesh_curve_keypair_t kp;
-    if (mesh_curve_load_or_create(key, &kp, err, sizeof err)) {
-        fprintf(stderr, "http_fake_node: %s\n", err);
+    struct {
+        char pub[MESH_KEY_Z85_LEN + 1], sec[MESH_KEY_Z85_LEN + 1];
+    } kp;
+    if (mesh_keys_load_or_create(key, kp.pub, kp.sec)) {
+        fprintf(stderr, "http_fake_node: %s\n", mesh_keys_last_error());
         return 1;
     }
     void *ctxz = zmq_ctx_new(), *sock = zmq_socket(ctxz, ZMQ_ROUTER);
@@ -190,7 +192,7 @@ int main(int argc, char **argv) {
     // against a slow (sanitized) coordinator can get there, and a dropped
     // chunk is a gap in a stream. No limit: the test's volume is bounded.
     zmq_setsockopt(sock, ZMQ_SNDHWM, &zero, sizeof zero);
-    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, kp.sec, MESH_Z85_KEY_LEN);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, kp.sec, MESH_KEY_Z85_LEN);
     if (zmq_bind(sock, bind) != 0) {
         fprintf(stderr, "http_fake_node: cannot bind %s: %s\n", bind, zmq_strerror(zmq_errno()));
         return 1;
@@ -283,6 +285,12 @@ int main(int argc, char **argv) {
             out.capabilities = &caps;
             mesh_wire_send(sock, rid, (size_t)rl, &out, 1);
             next_hb = 0;
+        } else if (env->kind_case == MESH__ENVELOPE__KIND_TOKENIZE) {
+            // Scripts are picked from the request's text, so this stand-in
+            // does not tokenize: the coordinator then routes on its estimate
+            // and sends the text itself.
+            mesh_wire_send_error(sock, rid, (size_t)rl, MESH_EUNSUPPORTED,
+                                 env->tokenize->request_id, "fake node: no tokenizer");
         } else if (env->kind_case == MESH__ENVELOPE__KIND_GENERATE) {
             const Mesh__GenerateRequest *g = env->generate;
             int slot = -1;

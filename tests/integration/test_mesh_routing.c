@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MiB (1024ll * 1024)
 
@@ -33,11 +34,11 @@ typedef struct {
     pid_t pid;
 } s_node_t;
 
-// KV per token of tiny-glm: 4 layers x (64 + 16) x 2 bytes = 640.
+// KV per token of tiny-glm in the engine's f32 cache: 4 layers x (64 + 16) x 4 B = 1280.
 static s_node_t s_nodes[] = {
-    {"n-q8", "tiny-glm.q8_0.gguf", "q8_0", 4 * MiB, "8192", 0, 0, "", 0},
-    {"n-q4", "tiny-glm.q4_k_m.gguf", "q4_k_m", 2 * MiB, "8192", 0, 0, "", 0},
-    {"n-bf16", "tiny-glm.bf16.gguf", "bf16", 8 * MiB, "512", 0, 0, "", 0},
+    {"n-q8", "tiny-glm.q8_0.gguf", "q8_0", 8 * MiB, "8192", 0, 0, "", 0},
+    {"n-q4", "tiny-glm.q4_k_m.gguf", "q4_k_m", 4 * MiB, "8192", 0, 0, "", 0},
+    {"n-bf16", "tiny-glm.bf16.gguf", "bf16", 16 * MiB, "512", 0, 0, "", 0},
 };
 
 static void s_start_node(s_node_t *n) {
@@ -122,7 +123,7 @@ static void test_reports(void **st) {
         assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(m, "arch")), "deepseek2");
         assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(m, "quant")), n->quant);
         assert_true(cJSON_GetObjectItem(m, "file_size")->valuedouble == (double)n->file_size);
-        assert_int_equal((int)cJSON_GetObjectItem(m, "kv_bytes_per_token")->valuedouble, 640);
+        assert_int_equal((int)cJSON_GetObjectItem(m, "kv_bytes_per_token")->valuedouble, 1280);
         assert_int_equal((int)cJSON_GetObjectItem(m, "ctx_limit")->valuedouble, atoi(n->ctx));
     }
     cJSON_Delete(js);
@@ -131,7 +132,7 @@ static void test_reports(void **st) {
 static void test_routing_rules(void **st) {
     (void)st;
     char node[64], msg[256];
-    // Most headroom: n-bf16 has 8 MiB free.
+    // Most headroom: n-bf16 has 16 MiB free.
     assert_int_equal(s_route("tiny", 100, node, msg), 200);
     assert_string_equal(node, "n-bf16");
     assert_string_equal(msg, "most headroom");
@@ -144,7 +145,7 @@ static void test_routing_rules(void **st) {
     // Context too long for n-bf16 (512): n-q8 has more room than n-q4.
     assert_int_equal(s_route("tiny", 1000, node, msg), 200);
     assert_string_equal(node, "n-q8");
-    // 5000 tokens x 640 B = 3.05 MiB: over n-q4's 2 MiB, within n-q8's 4 MiB.
+    // 5000 tokens x 1280 B = 6.1 MiB: over n-q4's 4 MiB, within n-q8's 8 MiB.
     assert_int_equal(s_route("tiny:q4_k_m", 3000, node, msg), 200);
     assert_string_equal(node, "n-q4");
     assert_int_equal(s_route("tiny", 5000, node, msg), 200);
@@ -165,21 +166,79 @@ static void test_routing_rules(void **st) {
     assert_non_null(strstr(msg, "q8_0"));
 }
 
-static void test_generate_refused_without_engine(void **st) {
-    (void)st;
-    // This build's meshnode has no engine: the request reaches a node, the
-    // node refuses it, the coordinator tries every candidate and reports the
-    // node's reason; nothing is invented.
+// A blocking generate through the admin API: 200 and the serving node, or
+// the HTTP status.
+static int s_gen(const char *body, char *node, int *prompt_tokens, int *n_tokens) {
     cJSON *js = NULL;
-    int status = mh_mesh_call(&s_m, "POST", "/admin/v1/generate",
-                              "{\"model\":\"tiny\",\"prompt\":\"hi\",\"max_tokens\":4}", &js);
-    assert_int_equal(status, 503);
-    const char *msg =
-        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(js, "error"), "message"));
-    assert_non_null(msg);
-    assert_non_null(strstr(msg, "without a generation engine"));
+    int status = mh_mesh_call(&s_m, "POST", "/admin/v1/generate", body, &js);
+    node[0] = 0;
+    if (status == 200) {
+        snprintf(node, 64, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(js, "node")));
+        *prompt_tokens = (int)cJSON_GetObjectItem(js, "prompt_tokens")->valuedouble;
+        *n_tokens = cJSON_GetArraySize(cJSON_GetObjectItem(js, "tokens"));
+    }
     cJSON_Delete(js);
-    // Bad requests get 400 and change nothing.
+    return status;
+}
+
+static void test_generate_lands_by_rules(void **st) {
+    (void)st;
+    // 600 bytes of text: as bytes (the old estimate) it would not fit n-bf16's
+    // 512-token context with 100 new tokens; tokenized by a node it is far
+    // shorter, so the exact count routes it to the most headroom: n-bf16.
+    char prompt[700] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(prompt, "hello ");
+    char body[1200], node[64];
+    int pt = 0, nt = 0;
+    snprintf(body, sizeof body,
+             "{\"model\":\"tiny\",\"prompt\":\"%s\",\"max_tokens\":100}", prompt);
+    assert_int_equal(s_gen(body, node, &pt, &nt), 200);
+    assert_string_equal(node, "n-bf16");
+    assert_true(pt > 0 && pt + 100 <= 512);
+    assert_true(nt >= 1 && nt <= 100);
+    // Same prompt, 450 new tokens: exactly over 512, so n-q8 (more room than n-q4).
+    int pt2 = 0;
+    snprintf(body, sizeof body,
+             "{\"model\":\"tiny\",\"prompt\":\"%s\",\"max_tokens\":%d}", prompt,
+             513 - pt);
+    assert_int_equal(s_gen(body, node, &pt2, &nt), 200);
+    assert_string_equal(node, "n-q8");
+    assert_int_equal(pt2, pt);
+    // A chat on a named quant, rendered by the node's chat template.
+    const char *chat = "{\"model\":\"tiny:q4_k_m\",\"max_tokens\":8,\"messages\":"
+                       "[{\"role\":\"user\",\"content\":\"Route me to a node.\"}]}";
+    assert_int_equal(s_gen(chat, node, &pt, &nt), 200);
+    assert_string_equal(node, "n-q4");
+    assert_true(pt > 5);
+    // Drained by the admin (meshctl node drain): n-bf16 takes nothing new.
+    const char *drain[] = {"node", "drain", "n-bf16", NULL};
+    static char out[8192];
+    assert_int_equal(mh_mesh_ctl(&s_m, out, sizeof out, drain), 0);
+    assert_int_equal(s_gen("{\"model\":\"tiny\",\"tokens\":[1,2,3],\"max_tokens\":4}", node,
+                           &pt, &nt),
+                     200);
+    assert_string_equal(node, "n-q8");
+    assert_int_equal(pt, 3);
+    char nlog[400];
+    snprintf(nlog, sizeof nlog, "%s/n-bf16.log", s_m.dir);
+    for (int i = 0; i < 200 && !mh_file_has(nlog, "draining by the coordinator"); i++)
+        usleep(5000);
+    assert_true(mh_file_has(nlog, "draining by the coordinator")); // the node was told
+    assert_int_equal(mh_mesh_call(&s_m, "POST", "/admin/v1/nodes/n-bf16/drain", "{\"on\":false}",
+                                  NULL),
+                     200);
+    char state[32] = "";
+    for (int i = 0; i < 1000 && strcmp(state, "up") != 0; i++) { // the node lifts it too
+        mh_node_state(s_m.port, s_m.token, "n-bf16", state, sizeof state);
+        usleep(5000);
+    }
+    assert_string_equal(state, "up");
+    assert_int_equal(s_gen("{\"model\":\"tiny\",\"tokens\":[1,2,3],\"max_tokens\":4}", node,
+                           &pt, &nt),
+                     200);
+    assert_string_equal(node, "n-bf16");
+    // Bad requests get 400 and change nothing; chat the template cannot take too.
     assert_int_equal(mh_mesh_call(&s_m, "POST", "/admin/v1/generate", "{\"model\":\"tiny\"}",
                                   NULL),
                      400);
@@ -278,7 +337,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reports),
         cmocka_unit_test(test_routing_rules),
-        cmocka_unit_test(test_generate_refused_without_engine),
+        cmocka_unit_test(test_generate_lands_by_rules),
         cmocka_unit_test(test_meshctl),
         cmocka_unit_test(test_coordinator_restart),
     };
