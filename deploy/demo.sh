@@ -203,7 +203,9 @@ ctl node list
 # --- 4. one chat request over HTTP ---------------------------------------------
 
 say "POST /v1/chat/completions (curl)"
-body='{"model":"'"$served"'","messages":[{"role":"user","content":"Say hello to the mesh in five words."}],"max_tokens":32,"temperature":0}'
+# Thinking off (GLM's chat_template_kwargs switch), so the answer is content
+# rather than reasoning_content.
+body='{"model":"'"$served"'","messages":[{"role":"user","content":"Say hello to the mesh in five words."}],"max_tokens":32,"temperature":0,"chat_template_kwargs":{"enable_thinking":false}}'
 echo "$body"
 curl -sS --fail-with-body -D "$run/headers.txt" -o "$run/answer.json" \
     -H 'Content-Type: application/json' -d "$body" \
