@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define S_MAGIC 0x46554747u // "GGUF" read as a little-endian u32
@@ -74,12 +75,18 @@ static void s_arena_free(s_chunk_t **head) {
 
 // ---------------------------------------------------------------- hash table
 
-static uint64_t s_hash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
+// FNV-1a from a per-table seed, then a 64-bit finaliser so the low bits (the
+// slot) depend on every byte. The seed varies per table, so a hostile file
+// cannot precompute names that all land in one slot (O(n^2) open).
+static uint64_t s_hash(uint64_t seed, const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull ^ seed;
     for (size_t i = 0; i < n; i++) {
         h ^= (unsigned char)s[i];
         h *= 1099511628211ull;
     }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
     return h;
 }
 
@@ -87,9 +94,14 @@ static uint64_t s_hash(const char *s, size_t n) {
 typedef struct {
     int64_t *slots;
     uint64_t mask; // capacity - 1 (capacity a power of two >= 2 * entries)
+    uint64_t seed;
 } s_htab_t;
 
 static int s_htab_init(s_htab_t *t, uint64_t n) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    t->seed = ((uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)t ^
+              ((uint64_t)ts.tv_sec << 32);
     uint64_t cap = 16;
     while (cap < 2 * n)
         cap <<= 1;
@@ -445,7 +457,7 @@ static int s_read_value(s_parse_t *ps, s_kv_t *kv) {
 static int64_t s_htab_insert(s_htab_t *t, const char *name, size_t len, int64_t idx,
                              const char *(*name_of)(const mesh_gguf_t *, int64_t, size_t *),
                              const mesh_gguf_t *g) {
-    uint64_t h = s_hash(name, len) & t->mask;
+    uint64_t h = s_hash(t->seed, name, len) & t->mask;
     for (;;) {
         int64_t s = t->slots[h];
         if (s < 0) {
@@ -466,7 +478,7 @@ static int64_t s_htab_find(const s_htab_t *t, const char *name,
     if (!t->slots || !name)
         return -1;
     size_t len = strlen(name);
-    uint64_t h = s_hash(name, len) & t->mask;
+    uint64_t h = s_hash(t->seed, name, len) & t->mask;
     for (;;) {
         int64_t s = t->slots[h];
         if (s < 0)
@@ -1352,6 +1364,8 @@ int mesh_gguf_writer_begin(mesh_gguf_writer_t *w, const char *path) {
             return MESH_EOVERFLOW;
     }
     size_t pl = strlen(path);
+    free(w->path); // from an earlier begin that failed to create the file
+    free(w->tmp);
     w->path = strdup(path);
     w->tmp = malloc(pl + 5);
     if (!w->path || !w->tmp)

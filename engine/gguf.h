@@ -6,10 +6,18 @@
 // (no overflow), tensor data ranges (inside the file, aligned), and duplicate
 // names. A file that fails any check is refused with a message naming the
 // problem; after a successful open, every pointer the reader hands out points
-// inside the mapping and every size is exact.
+// inside the mapping (or the reader's own copies) and every size is exact.
+// Also refused: empty key or tensor names and names holding a NUL byte, arrays
+// nested deeper than 8, and well-known keys with another type than the engine
+// relies on (general.architecture string, general.alignment uint32 and a
+// power of two, token ids integers, tokenizer.ggml.tokens an array of strings...).
+// The file must not shrink while it is mapped (that would fault on access).
 //
 // Cost: open is O(file header) plus one hash insert per key and tensor; the
 // tensor data is not touched (it stays on disk until read through the map).
+// A reader is immutable after open: any number of threads may use it at once.
+// Tensor data of a mapped file is aligned to mesh_gguf_alignment() (the map
+// starts on a page); over a caller's buffer, only as aligned as the buffer.
 #ifndef MESH_GGUF_H
 #define MESH_GGUF_H
 
@@ -98,7 +106,8 @@ int mesh_gguf_get_str(const mesh_gguf_t *g, const char *key, const char **out,
 // Arrays: element type and count. MESH_EFORMAT when the key is not an array.
 int mesh_gguf_get_arr_info(const mesh_gguf_t *g, const char *key,
                            mesh_gguf_type_t *elem_type, uint64_t *n);
-// Raw element data of a numeric array (little-endian, packed). Points into the reader.
+// Raw element data of a numeric array (little-endian, packed). Points into the
+// reader: an 8-byte aligned copy, so it may be cast to the element type.
 int mesh_gguf_get_arr_data(const mesh_gguf_t *g, const char *key, const void **data);
 // i-th string of a string array. MESH_ERANGE when i >= n.
 int mesh_gguf_get_arr_str(const mesh_gguf_t *g, const char *key, uint64_t i,
@@ -127,7 +136,10 @@ typedef struct mesh_gguf_writer mesh_gguf_writer_t;
 mesh_gguf_writer_t *mesh_gguf_writer_new(void);
 void mesh_gguf_writer_destroy(mesh_gguf_writer_t **w);
 
-// Setting a key that exists replaces it (keeps its position).
+// Setting a key that exists replaces it (keeps its position). A well-known key
+// with a type the reader would refuse (general.alignment not a uint32 power of
+// two, general.architecture not a string, ...) gives MESH_EINVAL; after begin,
+// setters give MESH_ESTATE. Refusals are logged through mesh_log.
 int mesh_gguf_writer_set_u32(mesh_gguf_writer_t *w, const char *key, uint32_t v);
 int mesh_gguf_writer_set_i32(mesh_gguf_writer_t *w, const char *key, int32_t v);
 int mesh_gguf_writer_set_u64(mesh_gguf_writer_t *w, const char *key, uint64_t v);
@@ -142,13 +154,23 @@ int mesh_gguf_writer_set_arr_str(mesh_gguf_writer_t *w, const char *key,
 // Copies key i of a reader (any type, arrays included) into the writer.
 int mesh_gguf_writer_copy_kv(mesh_gguf_writer_t *w, const mesh_gguf_t *src, int64_t i);
 
-// Declares a tensor; returns its index or a negative code.
+// Declares a tensor; returns its index or a negative code: MESH_EEXISTS for a
+// duplicate name, MESH_EINVAL for an empty name or one of 64 bytes or more
+// (llama.cpp's limit), an unknown type, n_dims outside 1..4, or a row that is
+// not a multiple of the type's block; MESH_EOVERFLOW for a zero or too large
+// dimension.
 int64_t mesh_gguf_writer_add_tensor(mesh_gguf_writer_t *w, const char *name, uint32_t type,
                                     uint32_t n_dims, const uint64_t *ne);
 
 // Opens path and writes the header and tensor table. Then call write_data once
 // per tensor in order with exactly its byte size; then finish (pads, fsyncs,
 // closes; on any error the partial file is removed).
+// The file is written to "<path>.tmp" and renamed over path by finish, so a
+// reader never sees a partial file; destroying a writer between begin and
+// finish removes the tmp file. Layout: GGUF v3, alignment 32 or
+// general.alignment, each tensor's data padded to the alignment (llama.cpp's).
+// write_data with the wrong index gives MESH_ESTATE, with the wrong size
+// MESH_EINVAL (neither ends the write); an I/O error gives MESH_EIO and ends it.
 int mesh_gguf_writer_begin(mesh_gguf_writer_t *w, const char *path);
 int mesh_gguf_writer_write_data(mesh_gguf_writer_t *w, int64_t index, const void *data,
                                 uint64_t n_bytes);

@@ -416,11 +416,14 @@ static void s_print_text(const mesh_gguf_t *g, const char *path, bool tensors) {
     if (t.has_merges)
         fprintf(f, ", merges %" PRIu64, t.merges);
     fputs("\n  special ids:", f);
+    int n_ids = 0;
     for (size_t k = 0; k < sizeof s_tok_ids / sizeof s_tok_ids[0]; k++) {
         uint64_t id;
         if (!s_tok_id(g, s_tok_ids[k], &id))
-            fprintf(f, " %s %" PRIu64, s_tok_ids[k], id);
+            n_ids += fprintf(f, " %s %" PRIu64, s_tok_ids[k], id) > 0;
     }
+    if (!n_ids)
+        fputs(" (none)", f);
     if (t.tmpl)
         fprintf(f, "\n  chat template: present, %zu bytes\n", t.tmpl_len);
     else
@@ -446,6 +449,8 @@ static void s_print_text(const mesh_gguf_t *g, const char *path, bool tensors) {
         if (c)
             fprintf(f, " %s x%" PRId64, mesh_qtype_name(ty), c);
     }
+    if (!mesh_gguf_n_tensors(g))
+        fputs(" (none)", f);
     fputc('\n', f);
 
     if (tensors) {

@@ -14,10 +14,12 @@
 #include "mesh_log.h"
 #include "quant.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 // ---------------------------------------------------------------- helpers
@@ -444,7 +446,17 @@ static void test_writer_roundtrip(void **state) {
     // A directory that does not exist: a clean error, nothing left behind.
     w = mesh_gguf_writer_new();
     assert_true(mesh_gguf_writer_begin(w, "no/such/dir/x.gguf") < 0);
+    assert_int_equal(mesh_gguf_writer_begin(w, path), 0); // may try again
+    assert_int_equal(mesh_gguf_writer_finish(w), 0);
     mesh_gguf_writer_destroy(&w);
+    mesh_gguf_t *g = NULL;
+    char err[256];
+    assert_int_equal(mesh_gguf_open(path, &g, err, sizeof err), 0);
+    assert_int_equal(mesh_gguf_n_kv(g), 0);
+    assert_int_equal(mesh_gguf_n_tensors(g), 0);
+    assert_string_equal(mesh_gguf_arch(g), "");
+    mesh_gguf_close(&g);
+    unlink(path);
 }
 
 // Copying every key and tensor of a llama.cpp-written file through the writer
@@ -742,6 +754,13 @@ static void test_valid_builder_file(void **state) {
     mesh_gguf_close(&g2);
     unlink(path);
     mesh_gguf_close(&g);
+
+    // GGUF v2 has the same little-endian layout: accepted, version reported.
+    uint32_t v2 = 2;
+    memcpy(b.p + 4, &v2, 4);
+    assert_int_equal(mesh_gguf_open_memory(b.p, b.len, &g, err, sizeof err), 0);
+    assert_int_equal(mesh_gguf_version(g), 2);
+    mesh_gguf_close(&g);
     free(b.p);
 }
 
@@ -853,6 +872,250 @@ static void test_open_errors(void **state) {
     assert_int_equal(mesh_gguf_open_memory("GGUF", 4, &g, NULL, 0), MESH_ETRUNCATED);
 }
 
+// ---------------------------------------------------------------- meshrun info
+
+// A strict JSON checker (RFC 8259 grammar, UTF-8 not re-validated): returns
+// the end of one value, or NULL when the text is not JSON.
+static const char *s_json_value(const char *p, int depth);
+static const char *s_json_ws(const char *p) {
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+        p++;
+    return p;
+}
+static const char *s_json_string(const char *p) {
+    if (*p++ != '"')
+        return NULL;
+    while (*p != '"') {
+        if ((unsigned char)*p < 0x20)
+            return NULL; // raw control character (or the end of the text)
+        if (*p == '\\') {
+            p++;
+            if (*p == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (!strchr("0123456789abcdefABCDEF", p[i]) || !p[i])
+                        return NULL;
+                p += 5;
+                continue;
+            }
+            if (!*p || !strchr("\"\\/bfnrt", *p))
+                return NULL;
+        }
+        p++;
+    }
+    return p + 1;
+}
+static const char *s_json_number(const char *p) {
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return NULL;
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return NULL;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return NULL;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    return p;
+}
+static const char *s_json_value(const char *p, int depth) {
+    if (depth > 64)
+        return NULL;
+    p = s_json_ws(p);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        bool obj = *p == '{';
+        p = s_json_ws(p + 1);
+        if (*p == close)
+            return p + 1;
+        for (;;) {
+            if (obj) {
+                if (!(p = s_json_string(s_json_ws(p))))
+                    return NULL;
+                p = s_json_ws(p);
+                if (*p++ != ':')
+                    return NULL;
+            }
+            if (!(p = s_json_value(p, depth + 1)))
+                return NULL;
+            p = s_json_ws(p);
+            if (*p == close)
+                return p + 1;
+            if (*p++ != ',')
+                return NULL;
+        }
+    }
+    if (*p == '"')
+        return s_json_string(p);
+    if (!strncmp(p, "true", 4))
+        return p + 4;
+    if (!strncmp(p, "false", 5))
+        return p + 5;
+    if (!strncmp(p, "null", 4))
+        return p + 4;
+    return s_json_number(p);
+}
+
+static void test_json_checker(void **state) {
+    (void)state; // the checker itself must be able to say no
+    const char *bad[] = {"{", "{\"a\":}", "[1,]", "{\"a\" 1}", "\"\x01\"", "01", "1.",
+                         "nan", "[\"\\x\"]", "{\"a\":1}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *e = s_json_value(bad[i], 0);
+        assert_true(!e || *s_json_ws(e));
+    }
+    const char *e = s_json_value("{\"a\":[1,-2.5e3,true,null,\"\\u00e9\\n\"],\"b\":{}}", 0);
+    assert_non_null(e);
+    assert_int_equal(*e, 0);
+}
+
+// Runs meshrun with args; returns its exit status and its stdout (caller frees).
+static int s_meshrun(const char *args, char **out, char *err_line, size_t cap) {
+    const char *bin = getenv("MESH_BIN_DIR");
+    if (!bin || !*bin)
+        fail_msg("MESH_BIN_DIR is not set");
+    char errf[256], cmd[8192];
+    s_tmp_path("stderr.txt", errf, sizeof errf);
+    snprintf(cmd, sizeof cmd, "'%s/meshrun' %s 2>'%s'", bin, args, errf);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = 0, c = 1 << 16;
+    char *buf = malloc(c);
+    size_t k;
+    while ((k = fread(buf + n, 1, c - n - 1, p)) > 0) {
+        n += k;
+        if (c - n < 4096)
+            buf = realloc(buf, c *= 2);
+    }
+    buf[n] = 0;
+    int st = pclose(p);
+    *out = buf;
+    FILE *f = fopen(errf, "r");
+    err_line[0] = 0;
+    if (f) {
+        size_t m = fread(err_line, 1, cap - 1, f);
+        err_line[m] = 0;
+        fclose(f);
+    }
+    unlink(errf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_meshrun_info(void **state) {
+    (void)state;
+    char path[4096], args[8192], err[4096];
+    char *out;
+    s_testdata("glm-tiny/tiny-glm.bf16.gguf", path, sizeof path);
+
+    snprintf(args, sizeof args, "info --model '%s' --json --tensors", path);
+    assert_int_equal(s_meshrun(args, &out, err, sizeof err), 0);
+    const char *end = s_json_value(out, 0);
+    if (!end || *s_json_ws(end))
+        fail_msg("meshrun info --json is not one JSON object: %.200s", out);
+    static const char *const facts[] = {
+        "\"architecture\":\"deepseek2\"",
+        "\"gguf_version\":3",
+        "\"n_tensors\":70",
+        "\"block_count\":4",
+        "\"expert_weights_norm\":true",
+        "\"vocab_size\":2022",
+        "\"merges\":1744",
+        "\"bos_token_id\":2002",
+        "\"eot_token_id\":2007",
+        "\"chat_template\":true",
+        "{\"name\":\"blk.1.ffn_down_exps.weight\",\"type\":\"bf16\",\"shape\":[64,256,16],"
+        "\"n_elements\":262144,\"bytes\":524288,",
+    };
+    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
+        if (!strstr(out, facts[i]))
+            fail_msg("meshrun info --json lacks %s", facts[i]);
+    assert_null(strstr(out, "{%- if tools")); // the template's text is never printed
+    free(out);
+
+    snprintf(args, sizeof args, "info -m '%s' --tensors", path);
+    assert_int_equal(s_meshrun(args, &out, err, sizeof err), 0);
+    assert_non_null(strstr(out, "architecture:  deepseek2"));
+    assert_non_null(strstr(out, "chat template: present"));
+    assert_non_null(strstr(out, "blk.1.ffn_down_exps.weight"));
+    free(out);
+
+    // Errors: one line on stderr, exit 1 (bad file) or 2 (usage).
+    assert_int_equal(s_meshrun("info --model no/such.gguf", &out, err, sizeof err), 1);
+    assert_non_null(strstr(err, "no/such.gguf"));
+    char *nl = strchr(err, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl[1], 0); // exactly one line
+    free(out);
+    char cut[256];
+    s_tmp_path("cut.gguf", cut, sizeof cut);
+    size_t len;
+    unsigned char *b = s_slurp(path, &len);
+    FILE *f = fopen(cut, "wb");
+    fwrite(b, 1, 5000, f);
+    fclose(f);
+    free(b);
+    snprintf(args, sizeof args, "info --model '%s' --json", cut);
+    assert_int_equal(s_meshrun(args, &out, err, sizeof err), 1);
+    assert_non_null(strstr(err, "truncated"));
+    assert_string_equal(out, ""); // nothing half-printed
+    free(out);
+    unlink(cut);
+
+    // Hostile strings (quotes, control bytes, invalid UTF-8) still give valid
+    // JSON, and no raw control byte reaches a terminal in text mode.
+    const char *weird = "a\"b\\c\x01\x1b[31m\n\xff\xc3(\xe2\x82\xac";
+    mesh_gguf_writer_t *w = mesh_gguf_writer_new();
+    assert_int_equal(mesh_gguf_writer_set_str(w, "general.architecture", "llama"), 0);
+    assert_int_equal(mesh_gguf_writer_set_str(w, "general.name", weird), 0);
+    assert_int_equal(mesh_gguf_writer_set_str(w, "llama.weird\x7f\"", weird), 0);
+    float fl[3] = {1.0f, NAN, -INFINITY}; // JSON has neither: must print null
+    assert_int_equal(mesh_gguf_writer_set_arr(w, "llama.floats", MESH_GGUF_FLOAT32, fl, 3), 0);
+    uint64_t ne[] = {32};
+    assert_int_equal(mesh_gguf_writer_add_tensor(w, "t\"\x02", MESH_QT_F32, 1, ne), 0);
+    assert_int_equal(mesh_gguf_writer_begin(w, cut), 0);
+    float zeros[32] = {0};
+    assert_int_equal(mesh_gguf_writer_write_data(w, 0, zeros, sizeof zeros), 0);
+    assert_int_equal(mesh_gguf_writer_finish(w), 0);
+    mesh_gguf_writer_destroy(&w);
+    snprintf(args, sizeof args, "info --model '%s' --json --tensors", cut);
+    assert_int_equal(s_meshrun(args, &out, err, sizeof err), 0);
+    end = s_json_value(out, 0);
+    if (!end || *s_json_ws(end))
+        fail_msg("hostile strings broke the JSON: %s", out);
+    assert_non_null(strstr(out, "\"floats\":[1,null,null]"));
+    free(out);
+    snprintf(args, sizeof args, "info --model '%s' --tensors", cut);
+    assert_int_equal(s_meshrun(args, &out, err, sizeof err), 0);
+    for (const char *q = out; *q; q++)
+        assert_true(*q == '\n' || (unsigned char)*q >= 0x20);
+    free(out);
+    unlink(cut);
+
+    assert_int_equal(s_meshrun("info", &out, err, sizeof err), 2);
+    free(out);
+    assert_int_equal(s_meshrun("info --model", &out, err, sizeof err), 2);
+    free(out);
+    assert_int_equal(s_meshrun("info --frobnicate", &out, err, sizeof err), 2);
+    free(out);
+    assert_int_equal(s_meshrun("info --help", &out, err, sizeof err), 0);
+    assert_non_null(strstr(out, "--json"));
+    free(out);
+}
+
 static void s_quiet(mesh_log_level_t level, const char *line, void *user) {
     (void)level;
     (void)line;
@@ -869,6 +1132,8 @@ int main(void) {
         cmocka_unit_test(test_hostile_table),
         cmocka_unit_test(test_truncation_everywhere),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_json_checker),
+        cmocka_unit_test(test_meshrun_info),
     };
     if (!getenv("MESH_TEST_VERBOSE"))
         mesh_log_set_sink(s_quiet, NULL); // the writer logs each refusal we provoke
