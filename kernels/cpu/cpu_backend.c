@@ -191,6 +191,7 @@ static void s_destroy(void *ctx) {
     }
     free(c->wscratch);
     free(c->tscratch);
+    free(c->act);
     free(c);
 }
 

@@ -7,8 +7,12 @@
 // once per call; activations once per tile from cache.
 #include "cpu_features.h"
 #include "cpu_impl.h"
+#include "mesh_err.h"
 #include "quant.h"
+#include "quant_dot.h"
+#include <stdlib.h>
 
+#include <stdbool.h>
 #include <string.h>
 
 void mesh__cpu_row_to_f32(uint32_t type, const void *row, float *dst, int64_t k, int simd) {
@@ -62,16 +66,71 @@ void mesh__cpu_mm_rows(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_
     const uint8_t *base = (const uint8_t *)mesh__cpu_ptr(w->data) + (size_t)m * w->nb[2];
     for (int64_t r = r0; r < r1; r += MESH_CPU_MR) {
         int nr = (int)(r1 - r < MESH_CPU_MR ? r1 - r : MESH_CPU_MR);
-        for (int i = 0; i < nr; i++)
-            mesh__cpu_row_to_f32(w->type, base + (size_t)(r + i) * w->nb[1], ws + (int64_t)i * k,
-                                 k, c->simd);
+        const uint8_t *wr = base + (size_t)r * w->nb[1];
 #if defined(MESH_CPU_X86)
-        if (c->simd >= MESH_SIMD_AVX2 && k % 8 == 0) {
-            mesh__cpu_dot_tile_avx2(ws, nr, k, x, x_stride, n, y + r, y_stride);
+        const bool vec = c->simd >= MESH_SIMD_AVX2 && k % 8 == 0;
+        // Few tokens: bf16 rows are used in place (no conversion pass).
+        if (vec && w->type == MESH_QT_BF16 && n <= 2) {
+            mesh__cpu_dot_tile_bf16_avx2((const uint16_t *)wr, w->nb[1] / 2, nr, k, x, x_stride, n,
+                                         y + r, y_stride);
             continue;
         }
+#else
+        const bool vec = false;
 #endif
-        s_dot_tile_scalar(ws, nr, k, x, x_stride, n, y + r, y_stride);
+        const float *wf = ws;
+        if (w->type == MESH_QT_F32 && w->nb[1] == (size_t)k * sizeof(float))
+            wf = (const float *)wr; // f32 rows are contiguous already
+        else
+            for (int i = 0; i < nr; i++)
+                mesh__cpu_row_to_f32(w->type, wr + (size_t)i * w->nb[1], ws + (int64_t)i * k, k,
+                                     c->simd);
+#if defined(MESH_CPU_X86)
+        if (vec) {
+            mesh__cpu_dot_tile_avx2(wf, nr, k, x, x_stride, n, y + r, y_stride);
+            continue;
+        }
+#else
+        (void)vec;
+#endif
+        s_dot_tile_scalar(wf, nr, k, x, x_stride, n, y + r, y_stride);
+    }
+}
+
+bool mesh__cpu_fused(const mesh_bweight_t *w) {
+    if (w->type == MESH_QT_F32 || w->type == MESH_QT_F16 || w->type == MESH_QT_BF16)
+        return false; // the f32 tile path above is exact for these
+    return mesh_cpu_gemm_supported(w->type) && mesh_cpu_act_row_size(w->type, w->ne[0]) > 0;
+}
+
+int mesh__cpu_act_reserve(mesh_cpu_ctx_t *c, size_t bytes) {
+    if (bytes <= c->act_cap)
+        return 0;
+    // Grows to the largest batch seen (first prompt), never again after.
+    void *p = realloc(c->act, bytes);
+    if (!p)
+        return MESH_ENOMEM;
+    c->act = p;
+    c->act_cap = bytes;
+    return 0;
+}
+
+void mesh__cpu_quant_rows(const mesh_bweight_t *w, const float *x, int64_t x_stride, int n,
+                          uint8_t *dst, int ith, int nth) {
+    const size_t arow = mesh_cpu_act_row_size(w->type, w->ne[0]);
+    const mesh_qtype_t at = mesh_cpu_act_type(w->type);
+    for (int t = (int)((int64_t)n * ith / nth); t < (int)((int64_t)n * (ith + 1) / nth); t++)
+        mesh_cpu_quantize_act(at, x + (int64_t)t * x_stride, dst + (size_t)t * arow, w->ne[0]);
+}
+
+void mesh__cpu_mm_rows_q(const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
+                         const uint8_t *act, int n, float *y, int64_t y_stride) {
+    const size_t arow = mesh_cpu_act_row_size(w->type, w->ne[0]);
+    const uint8_t *base = (const uint8_t *)mesh__cpu_ptr(w->data) + (size_t)m * w->nb[2];
+    for (int64_t r = r0; r < r1; r += 16) { // 16 weight rows stay in L1 across all tokens
+        int nr = (int)(r1 - r < 16 ? r1 - r : 16);
+        mesh_cpu_gemm_tile(w->type, w->ne[0], base + (size_t)r * w->nb[1], w->nb[1], nr, act, arow,
+                           n, y + r, (size_t)y_stride);
     }
 }
 
@@ -82,10 +141,18 @@ typedef struct {
     const float *x;
     int64_t x_stride, x_mat, y_stride, y_mat;
     float *y;
+    bool fused;  // quantized activations + mesh_cpu_gemm_tile
+    size_t arow; // activation row bytes (fused)
 } s_mm_args_t;
 
 static void s_mm_task(void *p, int ith, int nth) {
     s_mm_args_t *a = p;
+    if (a->fused) { // quantize each matrix's activations once, shared by all threads
+        for (int mi = 0; mi < a->n_mat; mi++)
+            mesh__cpu_quant_rows(a->w, a->x + mi * a->x_mat, a->x_stride, a->n,
+                                 a->c->act + (size_t)mi * (size_t)a->n * a->arow, ith, nth);
+        mesh_tp_barrier(a->c->tp);
+    }
     int64_t tiles = (a->w->ne[1] + MESH_CPU_MR - 1) / MESH_CPU_MR;
     int64_t units = tiles * a->n_mat;
     int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
@@ -97,8 +164,14 @@ static void s_mm_task(void *p, int ith, int nth) {
         int64_t r0 = t0 * MESH_CPU_MR, r1 = t1 * MESH_CPU_MR;
         if (r1 > a->w->ne[1])
             r1 = a->w->ne[1];
-        mesh__cpu_mm_rows(a->c, a->w, a->m0 + (int)mi, r0, r1, a->x + mi * a->x_mat, a->x_stride,
-                          a->n, a->y + mi * a->y_mat, a->y_stride, a->c->wscratch[ith]);
+        if (a->fused)
+            mesh__cpu_mm_rows_q(a->w, a->m0 + (int)mi, r0, r1,
+                                a->c->act + (size_t)mi * (size_t)a->n * a->arow, a->n,
+                                a->y + mi * a->y_mat, a->y_stride);
+        else
+            mesh__cpu_mm_rows(a->c, a->w, a->m0 + (int)mi, r0, r1, a->x + mi * a->x_mat,
+                              a->x_stride, a->n, a->y + mi * a->y_mat, a->y_stride,
+                              a->c->wscratch[ith]);
         u += t1 - t0;
     }
 }
@@ -108,7 +181,13 @@ int mesh__cpu_matmul(void *ctx, const mesh_bweight_t *w, int m0, int n_mat, mesh
                      int64_t y_mat) {
     mesh_cpu_ctx_t *c = ctx;
     s_mm_args_t a = {c, w, m0, n_mat, n, mesh__cpu_ptr(x), x_stride, x_mat, y_stride, y_mat,
-                     mesh__cpu_ptr(y)};
+                     mesh__cpu_ptr(y), mesh__cpu_fused(w), 0};
+    if (a.fused) {
+        a.arow = mesh_cpu_act_row_size(w->type, w->ne[0]);
+        int rc = mesh__cpu_act_reserve(c, a.arow * (size_t)n * (size_t)n_mat);
+        if (rc)
+            return rc;
+    }
     // Tiny products are cheaper on one thread than a wake-up of the others.
     int64_t work = w->ne[0] * w->ne[1] * n_mat * (int64_t)n;
     mesh_tp_run_n(c->tp, work < 16384 ? 1 : c->n_threads, s_mm_task, &a);

@@ -13,6 +13,7 @@
 // the batch. Cost: each chosen expert's weights are read once per call.
 #include "cpu_impl.h"
 #include "mesh_err.h"
+#include "quant_dot.h"
 
 #include <math.h>
 #include <string.h>
@@ -34,7 +35,25 @@ typedef struct {
     float *yg;       // [n*n_used][n_embd]
     float *hs, *us;  // [n][n_ff_sh]
     float *ys;       // [n][n_embd]
+    // Quantized activations for fused weights (NULL: that weight uses f32 rows).
+    uint8_t *q_gx, *q_ux, *q_dh, *q_gs, *q_us, *q_ds;
 } s_moe_t;
+
+// Row bytes of w's activation format when w takes the fused path, else 0.
+static size_t s_arow(const mesh_bweight_t *w) {
+    return w && mesh__cpu_fused(w) ? mesh_cpu_act_row_size(w->type, w->ne[0]) : 0;
+}
+
+// One matmul over rows [r0, r1) of matrix m, fused when q is set (q holds the
+// rows' quantized activations, row j at q + j * arow).
+static void s_mm(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
+                 const float *x, int64_t x_stride, const uint8_t *q, int n, float *y,
+                 int64_t y_stride, float *ws) {
+    if (q)
+        mesh__cpu_mm_rows_q(w, m, r0, r1, q, n, y, y_stride);
+    else
+        mesh__cpu_mm_rows(c, w, m, r0, r1, x, x_stride, n, y, y_stride, ws);
+}
 
 static size_t s_al(size_t b) {
     return (b + 63) & ~(size_t)63;
@@ -139,9 +158,21 @@ static void s_moe_task(void *pp, int ith, int nth) {
     for (int p = (int)((int64_t)n * K * ith / nth); p < (int)((int64_t)n * K * (ith + 1) / nth); p++)
         memcpy(s->xg + (int64_t)p * D, x + (int64_t)(s->pair[p] / K) * D, sizeof(float) * (size_t)D);
     mesh_tp_barrier(c->tp);
+    const int FS = a->gate_sh ? a->n_ff_sh : 0;
+    if (s->q_gx || s->q_ux || s->q_gs || s->q_us) {
+        // Each input row is quantized once for its weight's activation format.
+        if (s->q_gx)
+            mesh__cpu_quant_rows(a->gate_exps, s->xg, D, n * K, s->q_gx, ith, nth);
+        if (s->q_ux && s->q_ux != s->q_gx)
+            mesh__cpu_quant_rows(a->up_exps, s->xg, D, n * K, s->q_ux, ith, nth);
+        if (s->q_gs)
+            mesh__cpu_quant_rows(a->gate_sh, x, D, n, s->q_gs, ith, nth);
+        if (s->q_us && s->q_us != s->q_gs)
+            mesh__cpu_quant_rows(a->up_sh, x, D, n, s->q_us, ith, nth);
+        mesh_tp_barrier(c->tp);
+    }
     // 3. gate/up (+ silu) per expert row tile; shared expert as one more "expert"
     const int64_t ftiles = (F + MESH_CPU_MR - 1) / MESH_CPU_MR;
-    const int FS = a->gate_sh ? a->n_ff_sh : 0;
     const int64_t stiles = (FS + MESH_CPU_MR - 1) / MESH_CPU_MR;
     {
         int64_t units = (int64_t)E * ftiles + stiles;
@@ -155,16 +186,19 @@ static void s_moe_task(void *pp, int ith, int nth) {
                 int64_t r0 = (u % ftiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < F ? r0 + MESH_CPU_MR : F;
                 const float *xe = s->xg + (int64_t)s->start[e] * D;
                 float *he = s->hg + (int64_t)s->start[e] * F, *ue = s->ug + (int64_t)s->start[e] * F;
-                mesh__cpu_mm_rows(c, a->gate_exps, e, r0, r1, xe, D, cnt, he, F, ws);
-                mesh__cpu_mm_rows(c, a->up_exps, e, r0, r1, xe, D, cnt, ue, F, ws);
+                const size_t ga = s_arow(a->gate_exps), ua = s_arow(a->up_exps);
+                s_mm(c, a->gate_exps, e, r0, r1, xe, D,
+                     s->q_gx ? s->q_gx + (size_t)s->start[e] * ga : NULL, cnt, he, F, ws);
+                s_mm(c, a->up_exps, e, r0, r1, xe, D,
+                     s->q_ux ? s->q_ux + (size_t)s->start[e] * ua : NULL, cnt, ue, F, ws);
                 for (int j = 0; j < cnt; j++)
                     for (int64_t r = r0; r < r1; r++)
                         he[(int64_t)j * F + r] = s_silu(he[(int64_t)j * F + r]) * ue[(int64_t)j * F + r];
             } else {
                 int64_t r0 = (u - (int64_t)E * ftiles) * MESH_CPU_MR;
                 int64_t r1 = r0 + MESH_CPU_MR < FS ? r0 + MESH_CPU_MR : FS;
-                mesh__cpu_mm_rows(c, a->gate_sh, 0, r0, r1, x, D, n, s->hs, FS, ws);
-                mesh__cpu_mm_rows(c, a->up_sh, 0, r0, r1, x, D, n, s->us, FS, ws);
+                s_mm(c, a->gate_sh, 0, r0, r1, x, D, s->q_gs, n, s->hs, FS, ws);
+                s_mm(c, a->up_sh, 0, r0, r1, x, D, s->q_us, n, s->us, FS, ws);
                 for (int j = 0; j < n; j++)
                     for (int64_t r = r0; r < r1; r++)
                         s->hs[(int64_t)j * FS + r] = s_silu(s->hs[(int64_t)j * FS + r]) * s->us[(int64_t)j * FS + r];
@@ -172,6 +206,13 @@ static void s_moe_task(void *pp, int ith, int nth) {
         }
     }
     mesh_tp_barrier(c->tp);
+    if (s->q_dh || s->q_ds) {
+        if (s->q_dh)
+            mesh__cpu_quant_rows(a->down_exps, s->hg, F, n * K, s->q_dh, ith, nth);
+        if (s->q_ds)
+            mesh__cpu_quant_rows(a->down_sh, s->hs, FS, n, s->q_ds, ith, nth);
+        mesh_tp_barrier(c->tp);
+    }
     // 4. down
     const int64_t dtiles = (D + MESH_CPU_MR - 1) / MESH_CPU_MR;
     {
@@ -184,10 +225,11 @@ static void s_moe_task(void *pp, int ith, int nth) {
                 int cnt = s->start[e + 1] - s->start[e];
                 if (!cnt)
                     continue;
-                mesh__cpu_mm_rows(c, a->down_exps, e, r0, r1, s->hg + (int64_t)s->start[e] * F, F,
-                                  cnt, s->yg + (int64_t)s->start[e] * D, D, ws);
+                s_mm(c, a->down_exps, e, r0, r1, s->hg + (int64_t)s->start[e] * F, F,
+                     s->q_dh ? s->q_dh + (size_t)s->start[e] * s_arow(a->down_exps) : NULL, cnt,
+                     s->yg + (int64_t)s->start[e] * D, D, ws);
             } else {
-                mesh__cpu_mm_rows(c, a->down_sh, 0, r0, r1, s->hs, FS, n, s->ys, D, ws);
+                s_mm(c, a->down_sh, 0, r0, r1, s->hs, FS, s->q_ds, n, s->ys, D, ws);
             }
         }
     }
@@ -236,6 +278,30 @@ int mesh__cpu_moe(void *ctx, const mesh_moe_args_t *a) {
     S_TAKE(us, float, n * (size_t)(a->n_ff_sh ? a->n_ff_sh : 1));
     S_TAKE(ys, float, n * (size_t)a->n_embd);
 #undef S_TAKE
+    // Quantized activation buffers (ctx->act, grown once to the largest batch).
+    const mesh_bweight_t *sh_g = a->gate_sh, *sh_u = a->gate_sh ? a->up_sh : NULL,
+                         *sh_d = a->gate_sh ? a->down_sh : NULL;
+    size_t sz[6] = {s_arow(a->gate_exps) * p, s_arow(a->up_exps) * p, s_arow(a->down_exps) * p,
+                    s_arow(sh_g) * n, s_arow(sh_u) * n, s_arow(sh_d) * n};
+    // gate and up share one buffer when their activation formats agree
+    bool share_x = sz[0] && mesh_cpu_act_type(a->gate_exps->type) == mesh_cpu_act_type(a->up_exps->type);
+    bool share_s = sz[3] && sz[4] && mesh_cpu_act_type(sh_g->type) == mesh_cpu_act_type(sh_u->type);
+    size_t tot = 0, off[6];
+    for (int i = 0; i < 6; i++) {
+        off[i] = tot;
+        if (!((i == 1 && share_x) || (i == 4 && share_s)))
+            tot += (sz[i] + 63) & ~(size_t)63;
+    }
+    int rc = mesh__cpu_act_reserve(c, tot);
+    if (rc)
+        return rc;
+    uint8_t **qs[6] = {&s.q_gx, &s.q_ux, &s.q_dh, &s.q_gs, &s.q_us, &s.q_ds};
+    for (int i = 0; i < 6; i++)
+        *qs[i] = sz[i] ? c->act + off[i] : NULL;
+    if (share_x)
+        s.q_ux = s.q_gx;
+    if (share_s)
+        s.q_us = s.q_gs;
     mesh_tp_run(c->tp, s_moe_task, &s);
     return 0;
 }

@@ -6,6 +6,7 @@
 #include "mesh_err.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -18,7 +19,18 @@
 
 // Spins before sleeping: long enough to cover the gap between two ops of one
 // forward pass (a few us), short enough not to burn a core when idle.
-#define S_SPIN_ITERS 200000
+#define S_SPIN_ITERS 20000
+// Busy-waits inside an op yield the core after this many pauses, so a pool
+// on a machine with other busy processes degrades gracefully instead of
+// spinning against a preempted peer.
+#define S_YIELD_AFTER 2000
+
+static inline void s_wait_step(int *spins) {
+    if (++*spins < S_YIELD_AFTER)
+        S_PAUSE();
+    else
+        sched_yield();
+}
 
 typedef struct {
     mesh_tp_t *tp;
@@ -54,7 +66,10 @@ static void *s_main(void *p) {
             if (atomic_load(&tp->stop))
                 return NULL;
             if (++spins < S_SPIN_ITERS) {
-                S_PAUSE();
+                if (spins < S_YIELD_AFTER)
+                    S_PAUSE();
+                else
+                    sched_yield();
                 continue;
             }
             pthread_mutex_lock(&tp->mu);
@@ -147,8 +162,9 @@ void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
         pthread_mutex_unlock(&tp->mu);
     }
     fn(arg, 0, nth);
+    int spins = 0;
     while (atomic_load_explicit(&tp->pending, memory_order_acquire) > 0)
-        S_PAUSE();
+        s_wait_step(&spins);
 }
 
 void mesh_tp_run(mesh_tp_t *tp, mesh_tp_fn fn, void *arg) {
@@ -164,7 +180,8 @@ void mesh_tp_barrier(mesh_tp_t *tp) {
         atomic_store_explicit(&tp->bar_count, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&tp->bar_sense, 1, memory_order_release);
     } else {
+        int spins = 0;
         while (atomic_load_explicit(&tp->bar_sense, memory_order_acquire) == sense)
-            S_PAUSE();
+            s_wait_step(&spins);
     }
 }
