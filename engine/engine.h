@@ -27,7 +27,7 @@ typedef struct {
     int n_threads;       // CPU threads; 0 = mesh_cpu_features()->physical_cores
     uint32_t kv_type;    // MESH_QT_F32 (default) or MESH_QT_F16
     uint64_t kv_bytes;   // KV pool budget in bytes; 0 = use kv_tokens
-    uint32_t kv_tokens;  // KV pool size in tokens when kv_bytes is 0; 0 = context_length
+    uint32_t kv_tokens;  // KV pool size in tokens when kv_bytes is 0; 0 = min(context_length, 8192)
     uint32_t max_seqs;   // sequences that may live at once; 0 = 64
     uint32_t max_batch;  // tokens per internal forward chunk (scratch size); 0 = 512
 } mesh_model_params_t;

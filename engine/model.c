@@ -456,7 +456,10 @@ int mesh_model_load(const char *path, const mesh_model_params_t *pin, mesh_model
     {
         const uint32_t dkv = m->hp.kv_lora + m->hp.n_rot;
         const uint64_t per_tok = (uint64_t)m->hp.n_layer * dkv * (p.kv_type == MESH_QT_F32 ? 4 : 2);
-        uint64_t tokens = p.kv_bytes ? p.kv_bytes / per_tok : p.kv_tokens ? p.kv_tokens : m->hp.n_ctx_train;
+        // Default pool: the training context, capped at 8192 tokens (the full
+        // 200k context of GLM-4.7-Flash would be 21 GiB of f32 KV).
+        uint64_t dflt = m->hp.n_ctx_train < 8192 ? m->hp.n_ctx_train : 8192;
+        uint64_t tokens = p.kv_bytes ? p.kv_bytes / per_tok : p.kv_tokens ? p.kv_tokens : dflt;
         rc = mesh_kv_new(m->be, p.kv_type, (int)m->hp.n_layer, (int)dkv, tokens, p.max_seqs,
                          m->hp.n_ctx_train > tokens ? m->hp.n_ctx_train : (uint32_t)tokens, &m->kv);
         if (rc) {
