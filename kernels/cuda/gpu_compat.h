@@ -112,6 +112,14 @@ static __device__ __forceinline__ float s_shfl_xor(float v, int m) {
 #endif
 }
 
+static __device__ __forceinline__ int s_shfl_xor_i(int v, int m) {
+#if MESH_GPU_CUDA
+    return __shfl_xor_sync(0xffffffffu, v, m);
+#else
+    return __shfl_xor(v, m);
+#endif
+}
+
 static __device__ __forceinline__ float mesh_warp_sum(float v) {
     for (int m = MESH_WARP / 2; m > 0; m >>= 1)
         v += s_shfl_xor(v, m);

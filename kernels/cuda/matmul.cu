@@ -88,25 +88,36 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_mv(s_mm_pair_t P) {
         xr[t] = o.x + (int64_t)in * o.xs + (int64_t)g * o.xm;
     }
     const bool vec = ((((uintptr_t)o.x) & 15) == 0) && (o.xs % 4 == 0) && (o.xm % 4 == 0) &&
-                     (o.K % 32 == 0);
+                     (o.K % 8 == 0);
     float acc[MV_NT], acc2[MV_NT];
 #pragma unroll
     for (int t = 0; t < MV_NT; t++)
         acc[t] = acc2[t] = 0.0f;
-    const int nch = (o.K + 31) / 32;
-    for (int c = lane; c < nch; c += 32) {
-        float v[32], v2[32];
-        s_deq<T>(wr, c, o.K, v);
+    const int ng = (o.K + 7) / 8;
+    // Per (row, x row): lane-strided groups of 8, each an 8-long FMA chain,
+    // then a butterfly sum; the same whatever the batch (batch invariance).
+    for (int q = lane; q < ng; q += 32) {
+        float v[8], v2[8];
+        s_deq8<T>(wr, q, o.K, v);
         if (FUSE)
-            s_deq<T>(wr2, c, o.K, v2);
+            s_deq8<T>(wr2, q, o.K, v2);
 #pragma unroll
         for (int t = 0; t < MV_NT; t++) {
             if (t < nt) {
-                float xv[32];
-                s_ldx(xr[t], c * 32, o.K, vec, xv);
+                float xv[8];
+                if (vec) {
+                    const float4 *p = (const float4 *)(xr[t] + 8 * q);
+                    float4 a = p[0], b = p[1];
+                    xv[0] = a.x; xv[1] = a.y; xv[2] = a.z; xv[3] = a.w;
+                    xv[4] = b.x; xv[5] = b.y; xv[6] = b.z; xv[7] = b.w;
+                } else {
+#pragma unroll
+                    for (int l = 0; l < 8; l++)
+                        xv[l] = 8 * q + l < o.K ? xr[t][8 * q + l] : 0.0f;
+                }
                 float s = 0.0f, s2 = 0.0f;
 #pragma unroll
-                for (int l = 0; l < 32; l++) {
+                for (int l = 0; l < 8; l++) {
                     s = fmaf(v[l], xv[l], s);
                     if (FUSE)
                         s2 = fmaf(v2[l], xv[l], s2);

@@ -17,58 +17,78 @@ extern "C" {
 
 #define S_MAX_E 1024
 
-static __device__ __forceinline__ float s_gate(const float *lg, int e, int gating, float mx,
-                                               float inv_sum) {
-    return gating == 2 ? 1.0f / (1.0f + expf(-lg[e])) : expf(lg[e] - mx) * inv_sum;
-}
+#define S_RWARPS 8 // tokens routed at once (one warp each)
 
-__global__ void k_route(mesh_cu_route_t r) {
-    const int E = r.E, K = r.K;
-    for (int t = threadIdx.x; t < r.n; t += blockDim.x) {
-        const float *lg = r.logits + (int64_t)t * E;
-        float mx = -INFINITY, inv_sum = 1.0f;
-        if (r.gating != 2) {
-            float sum = 0.0f;
-            for (int e = 0; e < E; e++)
-                mx = fmaxf(mx, lg[e]);
-            for (int e = 0; e < E; e++)
-                sum += expf(lg[e] - mx);
-            inv_sum = 1.0f / sum;
-        }
-        int32_t *sel = r.sel + (int64_t)t * K;
-        float *w = r.wsel + (int64_t)t * K;
-        float wsum = 0.0f;
-        for (int k = 0; k < K; k++) {
-            int best = -1;
-            float bv = -INFINITY;
-            for (int e = 0; e < E; e++) {
-                bool used = false;
-                for (int kk = 0; kk < k; kk++)
-                    used |= sel[kk] == e;
-                if (used)
-                    continue;
-                float v = s_gate(lg, e, r.gating, mx, inv_sum);
-                if (r.bias)
-                    v += r.bias[e];
-                if (best < 0 || v > bv) {
-                    best = e;
-                    bv = v;
-                }
+// Routes token t with one warp: lanes over experts, K rounds of a warp
+// argmax (ties to the lower expert id, as on the CPU). sc and sv are this
+// warp's [E] scratch in shared memory.
+static __device__ void s_route_tok(const mesh_cu_route_t &r, int t, float *sc, float *sv) {
+    const int E = r.E, K = r.K, lane = threadIdx.x & 31;
+    const float *lg = r.logits + (int64_t)t * E;
+    float mx = -INFINITY;
+    for (int e = lane; e < E; e += 32)
+        mx = fmaxf(mx, lg[e]);
+    mx = mesh_warp_max(mx);
+    float sum = 0.0f;
+    for (int e = lane; e < E; e += 32) {
+        float v = r.gating == 2 ? 1.0f / (1.0f + expf(-lg[e])) : expf(lg[e] - mx);
+        sc[e] = v;
+        sum += v;
+    }
+    sum = mesh_warp_sum(sum);
+    if (r.gating != 2)
+        for (int e = lane; e < E; e += 32)
+            sc[e] /= sum;
+    for (int e = lane; e < E; e += 32)
+        sv[e] = r.bias ? sc[e] + r.bias[e] : sc[e];
+    __syncwarp();
+    int32_t *sel = r.sel + (int64_t)t * K;
+    float *w = r.wsel + (int64_t)t * K;
+    for (int k = 0; k < K; k++) {
+        float bv = -INFINITY;
+        int be = -1;
+        for (int e = lane; e < E; e += 32)
+            if (sv[e] != -INFINITY && (be < 0 || sv[e] > bv)) {
+                bv = sv[e];
+                be = e;
             }
-            sel[k] = best;
-            float sc = s_gate(lg, best, r.gating, mx, inv_sum);
-            w[k] = sc;
-            wsum += sc;
+        for (int m = 16; m > 0; m >>= 1) {
+            float ov = s_shfl_xor(bv, m);
+            int oe = s_shfl_xor_i(be, m);
+            if (oe >= 0 && (be < 0 || ov > bv || (ov == bv && oe < be))) {
+                bv = ov;
+                be = oe;
+            }
         }
+        if (lane == 0) {
+            sel[k] = be;
+            w[k] = sc[be];
+            sv[be] = -INFINITY;
+        }
+        __syncwarp();
+    }
+    if (lane == 0) {
+        float wsum = 0.0f;
+        for (int k = 0; k < K; k++)
+            wsum += w[k];
         for (int k = 0; k < K; k++) {
             if (r.norm_w)
                 w[k] /= wsum;
             w[k] *= r.w_scale;
         }
     }
+}
+
+__global__ void k_route(mesh_cu_route_t r) {
+    const int E = r.E, K = r.K;
+    extern __shared__ float rsm[]; // [S_RWARPS][2][E]
+    const int warp = threadIdx.x >> 5;
+    float *sc = rsm + (size_t)warp * 2 * E, *sv = sc + E;
+    for (int t = warp; t < r.n; t += S_RWARPS)
+        s_route_tok(r, t, sc, sv);
     __syncthreads();
     // Stable counting sort of pairs i = t*K + k by expert.
-    __shared__ int32_t cnt[S_MAX_E];
+    int32_t *cnt = (int32_t *)rsm; // reuses the routing scratch
     for (int e = threadIdx.x; e < E; e += blockDim.x)
         cnt[e] = 0;
     __syncthreads();
@@ -97,7 +117,7 @@ int mesh_cu_moe_route(gpuStream_t s, const mesh_cu_route_t *r) {
         return MESH_EUNSUPPORTED;
     if (r->n <= 0)
         return 0;
-    k_route<<<1, 256, 0, s>>>(*r);
+    k_route<<<1, S_RWARPS * 32, sizeof(float) * S_RWARPS * 2 * (size_t)r->E, s>>>(*r);
     return 0;
 }
 

@@ -191,6 +191,117 @@ static __device__ __forceinline__ void s_deq(const uint8_t *row, int c, int K, f
     }
 }
 
+// Group g (elements [8g, 8g+8)) of a row of K elements, as floats: the unit
+// of the mat-vec kernels, where lane l of a warp takes group 32*step + l so
+// that a warp reads 256 consecutive elements (one K-quant super-block, eight
+// 32-element blocks) and 1 KiB of x per step, all coalesced.
+template <int T>
+static __device__ __forceinline__ void s_deq8(const uint8_t *row, int g, int K, float *v) {
+    if (T == CU_F32 || T == CU_F16 || T == CU_BF16) {
+        const int e0 = g * 8;
+        if (e0 + 8 <= K && T == CU_F32 && ((((uintptr_t)row) & 15) == 0) && (K % 4 == 0)) {
+            const float4 *p = (const float4 *)((const float *)row + e0);
+            float4 a = p[0], b = p[1];
+            v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+            v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+            return;
+        }
+#pragma unroll
+        for (int l = 0; l < 8; l++) {
+            int e = e0 + l;
+            float x = 0.0f;
+            if (e < K) {
+                if (T == CU_F32)
+                    x = ((const float *)row)[e];
+                else if (T == CU_F16)
+                    x = s_h2f(((const uint16_t *)row)[e]);
+                else
+                    x = s_bf2f(((const uint16_t *)row)[e]);
+            }
+            v[l] = x;
+        }
+    } else if (T == CU_Q8_0) {
+        const uint8_t *b = row + (size_t)(g >> 2) * 34;
+        const float d = s_h2f(s_ld16(b));
+        uint32_t w[2];
+        s_ld_a2<2>(b + 2 + 8 * (g & 3), w);
+#pragma unroll
+        for (int l = 0; l < 8; l++)
+            v[l] = (float)(int8_t)CU_BYTE(w, l) * d;
+    } else if (T == CU_Q4_0 || T == CU_Q5_0) {
+        const int sub = g & 3;
+        const uint8_t *b = row + (size_t)(g >> 2) * (T == CU_Q4_0 ? 18 : 22);
+        const float d = s_h2f(s_ld16(b));
+        uint32_t w[2];
+        s_ld_a2<2>(b + (T == CU_Q4_0 ? 2 : 6) + 8 * (sub & 1), w);
+        const int sh = (sub >> 1) * 4;
+        if (T == CU_Q4_0) {
+#pragma unroll
+            for (int l = 0; l < 8; l++)
+                v[l] = ((int)((CU_BYTE(w, l) >> sh) & 15) - 8) * d;
+        } else {
+            const uint32_t qh = ((uint32_t)s_ld16(b + 2) | ((uint32_t)s_ld16(b + 4) << 16)) >> (8 * sub);
+#pragma unroll
+            for (int l = 0; l < 8; l++)
+                v[l] = ((int)(((CU_BYTE(w, l) >> sh) & 15) | (((qh >> l) & 1) << 4)) - 16) * d;
+        }
+    } else if (T == CU_Q4_1 || T == CU_Q5_1) {
+        const int sub = g & 3;
+        const uint8_t *b = row + (size_t)(g >> 2) * (T == CU_Q4_1 ? 20 : 24);
+        const uint32_t hd = *(const uint32_t *)b;
+        const float d = s_h2f((uint16_t)(hd & 0xffff)), m = s_h2f((uint16_t)(hd >> 16));
+        uint32_t w[2];
+        s_ld_a4<2>(b + (T == CU_Q4_1 ? 4 : 8) + 8 * (sub & 1), w);
+        const int sh = (sub >> 1) * 4;
+        if (T == CU_Q4_1) {
+#pragma unroll
+            for (int l = 0; l < 8; l++)
+                v[l] = (float)((CU_BYTE(w, l) >> sh) & 15) * d + m;
+        } else {
+            const uint32_t qh = *(const uint32_t *)(b + 4) >> (8 * sub);
+#pragma unroll
+            for (int l = 0; l < 8; l++)
+                v[l] = (float)(((CU_BYTE(w, l) >> sh) & 15) | (((qh >> l) & 1) << 4)) * d + m;
+        }
+    } else if (T == CU_Q4_K || T == CU_Q5_K) {
+        const int bs = T == CU_Q4_K ? 144 : 176;
+        const uint8_t *b = row + (size_t)(g >> 5) * bs;
+        const int w = g & 31, j = w >> 2, pos = 8 * (w & 3);
+        const uint32_t hd = *(const uint32_t *)b;
+        const float d = s_h2f((uint16_t)(hd & 0xffff)), dmin = s_h2f((uint16_t)(hd >> 16));
+        uint32_t s[3];
+        s_ld_a4<3>(b + 4, s);
+        float sc, mn;
+        s_k_scale_min(j, s, &sc, &mn);
+        const float dl = d * sc, ml = dmin * mn;
+        uint32_t q[2];
+        s_ld_a4<2>(b + (T == CU_Q4_K ? 16 : 48) + (j >> 1) * 32 + pos, q);
+        const int sh = (j & 1) * 4;
+        if (T == CU_Q4_K) {
+#pragma unroll
+            for (int l = 0; l < 8; l++)
+                v[l] = dl * (float)((CU_BYTE(q, l) >> sh) & 15) - ml;
+        } else {
+            uint32_t h[2];
+            s_ld_a4<2>(b + 16 + pos, h);
+#pragma unroll
+            for (int l = 0; l < 8; l++)
+                v[l] = dl * (float)(((CU_BYTE(q, l) >> sh) & 15) | (((CU_BYTE(h, l) >> j) & 1) << 4)) - ml;
+        }
+    } else if (T == CU_Q6_K) {
+        const uint8_t *b = row + (size_t)(g >> 5) * 210;
+        const int w = g & 31, j = w >> 2, pos = 8 * (w & 3), h = j >> 2, gq = j & 3;
+        uint32_t ql[2], qh[2];
+        s_ld_a2<2>(b + h * 64 + (gq & 1) * 32 + pos, ql);
+        s_ld_a2<2>(b + 128 + h * 32 + pos, qh);
+        const float dd = s_h2f(s_ld16(b + 208)) * (float)(int8_t)b[192 + h * 8 + 2 * gq + (pos >> 4)];
+        const int sh = (gq >> 1) * 4;
+#pragma unroll
+        for (int l = 0; l < 8; l++)
+            v[l] = dd * (float)((int)(((CU_BYTE(ql, l) >> sh) & 15) | (((CU_BYTE(qh, l) >> (2 * gq)) & 3) << 4)) - 32);
+    }
+}
+
 // Runs F<T>() for the run-time type id t (F is a functor template instance
 // maker); returns false for a type this backend does not handle.
 #define CU_TYPE_SWITCH(t, MACRO)                                                                  \
