@@ -546,7 +546,7 @@ static int s_mla_attn(void *ctx, const mesh_mla_args_t *m) {
 
 // MoE scratch layout (floats unless named), each region 256-byte aligned.
 typedef struct {
-    size_t logits, sel, wsel, start, pair_tok, slot, hg, ug, yg, hs, us, ys, total;
+    size_t logits, sel, wsel, start, act, pair_tok, slot, hg, ug, yg, hs, us, ys, total;
 } s_moe_layout_t;
 
 static size_t s_al(size_t b) {
@@ -560,6 +560,7 @@ static s_moe_layout_t s_moe_layout(int n, int D, int F, int FS, int E, int K) {
     l.sel = o; o += s_al(4 * p);
     l.wsel = o; o += s_al(4 * p);
     l.start = o; o += s_al(4 * ((size_t)E + 1));
+    l.act = o; o += s_al(4 * ((size_t)E + 1));
     l.pair_tok = o; o += s_al(4 * p);
     l.slot = o; o += s_al(4 * p);
     l.hg = o; o += s_al(4 * p * (size_t)F);
@@ -653,6 +654,7 @@ static int s_moe(void *ctx, const mesh_moe_args_t *a) {
           *hg = (float *)(sb + l.hg), *ug = (float *)(sb + l.ug), *yg = (float *)(sb + l.yg),
           *hs = (float *)(sb + l.hs), *us = (float *)(sb + l.us), *ys = (float *)(sb + l.ys);
     int32_t *sel = (int32_t *)(sb + l.sel), *start = (int32_t *)(sb + l.start),
+            *act = (int32_t *)(sb + l.act),
             *pair_tok = (int32_t *)(sb + l.pair_tok), *slot = (int32_t *)(sb + l.slot);
     // 1. router logits
     mesh_cu_mm_t m;
@@ -674,6 +676,7 @@ static int s_moe(void *ctx, const mesh_moe_args_t *a) {
     ra.r.start = start;
     ra.r.pair_tok = pair_tok;
     ra.r.slot = slot;
+    ra.r.act = act;
     ra.r.n = n;
     ra.r.E = E;
     ra.r.K = K;
@@ -689,9 +692,11 @@ static int s_moe(void *ctx, const mesh_moe_args_t *a) {
     ge.y = hg;
     ge.ys = F;
     ge.n = n;
-    ge.n_group = E;
+    const int n_act = n * K < E ? n * K : E; // experts a batch can use at most
+    ge.n_group = n_act;
     ge.start = start;
     ge.idx = pair_tok;
+    ge.act = act;
     const bool fuse_e = a->gate_exps->type == a->up_exps->type;
     if (fuse_e)
         ge.w2 = s_p(a->up_exps->data);
@@ -741,9 +746,10 @@ static int s_moe(void *ctx, const mesh_moe_args_t *a) {
         u.y = ug;
         u.ys = F;
         u.n = n;
-        u.n_group = E;
+        u.n_group = n_act;
         u.start = start;
         u.idx = pair_tok;
+        u.act = act;
         S_CK(s_push_mm(c, &u, NULL));
         S_CK(s_push_swiglu(c, hg, F, ug, F, hg, F, n * K, F));
     }
@@ -755,8 +761,9 @@ static int s_moe(void *ctx, const mesh_moe_args_t *a) {
     de.y = yg;
     de.ys = D;
     de.n = n;
-    de.n_group = E;
+    de.n_group = n_act;
     de.start = start;
+    de.act = act;
     if (FS) {
         s_mm_from(&ds, a->down_sh);
         ds.x = hs;

@@ -36,6 +36,8 @@ typedef struct {
     int m0;
     const int32_t *start; // [n_group + 1] device, or NULL
     const int32_t *idx;   // device, or NULL
+    const int32_t *act;   // device: [0] count, then the non-empty group ids; grid
+                          // covers n_group slots of this list (NULL: all groups)
 } mesh_cu_mm_t;
 
 // Up to two families in one launch (e.g. routed experts + shared expert);
@@ -90,6 +92,7 @@ typedef struct {
     int32_t *start;       // [E+1]
     int32_t *pair_tok;    // [n*K] token of grouped position p
     int32_t *slot;        // [n*K] grouped position of (t, k)
+    int32_t *act;         // [1 + E] number of used experts, then their ids
     int n, E, K, gating;
     bool norm_w;
     float w_scale;

@@ -1,36 +1,28 @@
 // SPDX-License-Identifier: MIT
 // Quantized matrix products on the GPU: fused dequantize-and-multiply.
 //
-// Two kernels share one (optionally grouped) interface, mesh_cu_mm_t:
-//  - k_mv, for few rows of x per group (decode, small batches, MoE experts
-//    at decode): one warp per weight row, each lane dequantizes 32-element
-//    chunks straight into registers and dots them with up to MV_NT rows of
-//    x; weights are read exactly once per launch, so this is bound by
-//    memory bandwidth.
-//  - k_gemm, for larger batches (prompts): 64x64 output tiles; each K step
-//    dequantizes a 64x64 weight tile and a 64x64 activation tile into
-//    shared memory as f16 and multiplies them on the tensor cores (wmma,
-//    f32 accumulation). Weights are read once per 64 activation rows.
-// Both take up to two families of groups per launch (routed experts and the
-// shared expert), and may fuse SwiGLU: silu(W x) * (W2 x) for gate and up.
-// A row's result depends only on that row of x and the weights: the token
-// order inside a batch does not change it beyond the kernel choice (k_mv or
-// k_gemm), which depends on the group sizes.
+// k_mv serves every product (dense, per-head, grouped MoE experts with the
+// shared expert in the same launch, optionally fused SwiGLU of gate and up):
+// MV_RW warps share a weight row; lane l of a warp dequantizes 8-element
+// group 32*step + l straight into registers, so a warp reads one whole
+// K-quant super-block (or eight 32-element blocks) and 1 KiB of x per step,
+// all coalesced, and dots it with up to 8 rows of x. Weights are read once
+// per 8 rows of x, so decode is bound by memory bandwidth. A row's result
+// depends only on that row of x and the weights (fixed lane/warp order and
+// reduction tree), never on the batch.
+//
+// Missing: a tensor-core GEMM for prompts with the same batch invariance.
 #include "cuda_impl.h"
 #include "quant_dev.cuh"
 
 #include <string.h>
 
-#if MESH_GPU_HAS_WMMA
-#include <mma.h>
-#endif
-
 extern "C" {
 #include "mesh_err.h"
 }
 
-#define MV_WARPS 4 // rows per block
-#define MV_NT 8    // x rows per block (grid.y covers the rest)
+#define MV_WARPS 8 // warps per block
+#define MV_RW 4    // warps per weight row
 
 typedef struct {
     mesh_cu_mm_t op[2];
@@ -41,33 +33,17 @@ static __device__ __forceinline__ float s_silu(float x) {
     return x / (1.0f + __expf(-x));
 }
 
-// Loads 32 floats of x from xr (elements [e0, e0+32) of a row, K bounds).
-static __device__ __forceinline__ void s_ldx(const float *xr, int e0, int K, bool vec, float *xv) {
-    if (vec) {
-        const float4 *p = (const float4 *)(xr + e0);
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            float4 f = p[i];
-            xv[4 * i] = f.x;
-            xv[4 * i + 1] = f.y;
-            xv[4 * i + 2] = f.z;
-            xv[4 * i + 3] = f.w;
-        }
-    } else {
-#pragma unroll
-        for (int l = 0; l < 32; l++)
-            xv[l] = e0 + l < K ? xr[e0 + l] : 0.0f;
+template <int T, bool FUSE, int MV_NT>
+static __device__ __forceinline__ void s_mv_body(const mesh_cu_mm_t &o, int g) {
+    if (o.act) { // compact list of non-empty groups: act[0] count, then ids
+        if (g >= o.act[0])
+            return;
+        g = o.act[1 + g];
     }
-}
-
-template <int T, bool FUSE>
-__global__ void __launch_bounds__(MV_WARPS * 32) k_mv(s_mm_pair_t P) {
-    const int z = blockIdx.z;
-    const mesh_cu_mm_t &o = z < P.g0 ? P.op[0] : P.op[1];
-    const int g = z < P.g0 ? z : z - P.g0;
-    const int lane = threadIdx.x, row = blockIdx.x * MV_WARPS + threadIdx.y;
-    if (row >= o.rows)
-        return;
+    // MV_RW warps share a row (each takes every MV_RW-th step of 256
+    // elements); the block holds MV_WARPS / MV_RW rows.
+    const int lane = threadIdx.x, wr_i = threadIdx.y % MV_RW, rl = threadIdx.y / MV_RW;
+    const int row = blockIdx.x * (MV_WARPS / MV_RW) + rl;
     int p0 = 0, cnt = o.n;
     if (o.start) {
         p0 = o.start[g];
@@ -77,7 +53,9 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_mv(s_mm_pair_t P) {
     if (j0 >= cnt)
         return;
     const int nt = cnt - j0 < MV_NT ? cnt - j0 : MV_NT;
-    const size_t moff = (size_t)(o.m0 + g) * o.nb2 + (size_t)row * o.nb1;
+    __shared__ float red[MV_WARPS][MV_NT][2];
+    const bool live = row < o.rows;
+    const size_t moff = (size_t)(o.m0 + g) * o.nb2 + (size_t)(live ? row : 0) * o.nb1;
     const uint8_t *wr = o.w + moff;
     const uint8_t *wr2 = FUSE ? o.w2 + moff : nullptr;
     const float *xr[MV_NT];
@@ -93,10 +71,12 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_mv(s_mm_pair_t P) {
 #pragma unroll
     for (int t = 0; t < MV_NT; t++)
         acc[t] = acc2[t] = 0.0f;
-    const int ng = (o.K + 7) / 8;
-    // Per (row, x row): lane-strided groups of 8, each an 8-long FMA chain,
-    // then a butterfly sum; the same whatever the batch (batch invariance).
-    for (int q = lane; q < ng; q += 32) {
+    const int ng = live ? (o.K + 7) / 8 : 0;
+    // Per (row, x row): groups of 8 in a fixed lane/warp order, each an
+    // 8-long FMA chain, then a butterfly sum and a fixed-order sum over the
+    // row's warps: the same whatever the batch (batch invariance).
+#pragma unroll 2
+    for (int q = wr_i * 32 + lane; q < ng; q += 32 * MV_RW) {
         float v[8], v2[8];
         s_deq8<T>(wr, q, o.K, v);
         if (FUSE)
@@ -133,134 +113,36 @@ __global__ void __launch_bounds__(MV_WARPS * 32) k_mv(s_mm_pair_t P) {
         if (t < nt) {
             float s = mesh_warp_sum(acc[t]);
             float s2 = FUSE ? mesh_warp_sum(acc2[t]) : 0.0f;
-            if (lane == t) {
-                int p = p0 + j0 + t;
-                o.y[(int64_t)p * o.ys + (int64_t)g * o.ym + row] = FUSE ? s_silu(s) * s2 : s;
+            if (lane == 0) {
+                red[threadIdx.y][t][0] = s;
+                red[threadIdx.y][t][1] = s2;
             }
         }
     }
-}
-
-#if MESH_GPU_HAS_WMMA
-using namespace nvcuda;
-#define GT 64     // tile rows (weights) and tile columns (x rows)
-#define GK 64     // K step
-#define GLD 72    // f16 leading dimension in shared memory (padding against bank conflicts)
-#define GCLD 68   // f32 leading dimension of the output tile
-
-template <int T, bool FUSE>
-__global__ void __launch_bounds__(128) k_gemm(s_mm_pair_t P) {
-    const int z = blockIdx.z;
-    const mesh_cu_mm_t &o = z < P.g0 ? P.op[0] : P.op[1];
-    const int g = z < P.g0 ? z : z - P.g0;
-    int p0 = 0, cnt = o.n;
-    if (o.start) {
-        p0 = o.start[g];
-        cnt = o.start[g + 1] - p0;
-    }
-    const int j0 = blockIdx.y * GT, r0 = blockIdx.x * GT;
-    if (j0 >= cnt)
-        return;
-    __shared__ __align__(32) unsigned char sm[3 * GT * GLD * 2 > GT * GCLD * 4 ? 3 * GT * GLD * 2 : GT * GCLD * 4];
-    __half *Ws = (__half *)sm, *Ws2 = Ws + GT * GLD, *Xs = Ws2 + GT * GLD;
-    float *Cs = (float *)sm;
-    const int tid = threadIdx.x, warp = tid >> 5;
-    // This thread's weight chunk row and x row.
-    const int wr_i = tid >> 1, half_i = tid & 1;
-    const int wrow = r0 + wr_i;
-    const size_t mbase = (size_t)(o.m0 + g) * o.nb2;
-    const uint8_t *wr = wrow < o.rows ? o.w + mbase + (size_t)wrow * o.nb1 : nullptr;
-    const uint8_t *wr2 = FUSE && wrow < o.rows ? o.w2 + mbase + (size_t)wrow * o.nb1 : nullptr;
-    const int xj = j0 + wr_i;
-    const float *xr = nullptr;
-    if (xj < cnt) {
-        int p = p0 + xj;
-        int in = o.idx ? o.idx[p] : p;
-        xr = o.x + (int64_t)in * o.xs + (int64_t)g * o.xm;
-    }
-    const bool vec = ((((uintptr_t)o.x) & 15) == 0) && (o.xs % 4 == 0) && (o.xm % 4 == 0) &&
-                     (o.K % 32 == 0);
-    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2], acc2[2][2];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-            wmma::fill_fragment(acc[i][j], 0.0f);
-            if (FUSE)
-                wmma::fill_fragment(acc2[i][j], 0.0f);
-        }
-    const int wm = (warp & 1) * 32, wn = (warp >> 1) * 32;
-    for (int k0 = 0; k0 < o.K; k0 += GK) {
-        const int c = k0 / 32 + half_i;
-        float v[32];
-        if (wr && c * 32 < o.K)
-            s_deq<T>(wr, c, o.K, v);
-        else
-#pragma unroll
-            for (int l = 0; l < 32; l++)
-                v[l] = 0.0f;
-#pragma unroll
-        for (int l = 0; l < 32; l += 2)
-            *(__half2 *)&Ws[wr_i * GLD + half_i * 32 + l] = __floats2half2_rn(v[l], v[l + 1]);
-        if (FUSE) {
-            if (wr2 && c * 32 < o.K)
-                s_deq<T>(wr2, c, o.K, v);
-#pragma unroll
-            for (int l = 0; l < 32; l += 2)
-                *(__half2 *)&Ws2[wr_i * GLD + half_i * 32 + l] = __floats2half2_rn(v[l], v[l + 1]);
-        }
-        if (xr && c * 32 < o.K)
-            s_ldx(xr, c * 32, o.K, vec, v);
-        else
-#pragma unroll
-            for (int l = 0; l < 32; l++)
-                v[l] = 0.0f;
-#pragma unroll
-        for (int l = 0; l < 32; l += 2)
-            *(__half2 *)&Xs[wr_i * GLD + half_i * 32 + l] = __floats2half2_rn(v[l], v[l + 1]);
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < GK; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa[2], fa2[2];
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> fb[2];
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                wmma::load_matrix_sync(fa[i], Ws + (wm + 16 * i) * GLD + kk, GLD);
-                if (FUSE)
-                    wmma::load_matrix_sync(fa2[i], Ws2 + (wm + 16 * i) * GLD + kk, GLD);
-                wmma::load_matrix_sync(fb[i], Xs + (wn + 16 * i) * GLD + kk, GLD);
-            }
-#pragma unroll
-            for (int i = 0; i < 2; i++)
-#pragma unroll
-                for (int j = 0; j < 2; j++) {
-                    wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-                    if (FUSE)
-                        wmma::mma_sync(acc2[i][j], fa2[i], fb[j], acc2[i][j]);
-                }
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-            if (FUSE)
-                for (int e = 0; e < acc[i][j].num_elements; e++)
-                    acc[i][j].x[e] = s_silu(acc[i][j].x[e]) * acc2[i][j].x[e];
-            // Cs is [row][x row] row-major: element (m, n) at m * GCLD + n.
-            wmma::store_matrix_sync(Cs + (wm + 16 * i) * GCLD + wn + 16 * j, acc[i][j], GCLD,
-                                    wmma::mem_row_major);
-        }
     __syncthreads();
-    for (int e = tid; e < GT * GT; e += 128) {
-        const int jn = e / GT, rm = e % GT;
-        const int r = r0 + rm, j = j0 + jn;
-        if (r < o.rows && j < cnt)
-            o.y[(int64_t)(p0 + j) * o.ys + (int64_t)g * o.ym + r] = Cs[rm * GCLD + jn];
+    if (live && wr_i == 0 && lane < nt) {
+        const int t = lane, w0 = rl * MV_RW;
+        float s = red[w0][t][0], s2 = red[w0][t][1];
+#pragma unroll
+        for (int k = 1; k < MV_RW; k++) {
+            s += red[w0 + k][t][0];
+            s2 += red[w0 + k][t][1];
+        }
+        const int p = p0 + j0 + t;
+        o.y[(int64_t)p * o.ys + (int64_t)g * o.ym + row] = FUSE ? s_silu(s) * s2 : s;
     }
 }
-#endif
+
+// Two copies of the body (one per family) so that each reads its parameters
+// at fixed offsets instead of through a run-time choice.
+template <int T, bool FUSE, int NT>
+__global__ void __launch_bounds__(MV_WARPS * 32) k_mv(s_mm_pair_t P) {
+    const int z = blockIdx.z;
+    if (z < P.g0)
+        s_mv_body<T, FUSE, NT>(P.op[0], z);
+    else
+        s_mv_body<T, FUSE, NT>(P.op[1], z - P.g0);
+}
 
 bool mesh_cu_type_ok(uint32_t type) {
     return cu_type_bytes((int)type) != 0;
@@ -289,32 +171,25 @@ int mesh_cu_matmul2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b)
         return 0;
     const bool fuse = a->w2 != nullptr;
     // The GEMM pays off once a group holds enough rows to reuse each weight tile.
-    // The GEMM is kept for batches once it can be made batch-invariant; for
-    // now every batch size takes k_mv so that a token's result never depends
-    // on what else is in the batch (k_mv's per-row arithmetic does not).
-    const bool gemm = false;
-    if (gemm) {
-#if MESH_GPU_HAS_WMMA
-        dim3 grid((rows + GT - 1) / GT, (nmax + GT - 1) / GT, gz);
-#define S_GO(T)                                                                                   \
-    do {                                                                                          \
-        if (fuse)                                                                                 \
-            k_gemm<T, true><<<grid, 128, 0, s>>>(P);                                              \
-        else                                                                                      \
-            k_gemm<T, false><<<grid, 128, 0, s>>>(P);                                             \
-    } while (0)
-        CU_TYPE_SWITCH(a->type, S_GO)
-#undef S_GO
-#endif
-    } else {
-        dim3 grid((rows + MV_WARPS - 1) / MV_WARPS, (nmax + MV_NT - 1) / MV_NT, gz);
+    // Every batch size takes k_mv so that a token's result never depends on
+    // what else is in the batch (k_mv's per-row arithmetic does not). A
+    // tensor-core GEMM for prompts must keep that property: not done yet.
+    {
+        const int rpb = MV_WARPS / MV_RW;
+        // One x row per block for decode (fewer registers), else 8.
+        const int nt = nmax == 1 ? 1 : 8;
+        dim3 grid((rows + rpb - 1) / rpb, (nmax + nt - 1) / nt, gz);
         dim3 blk(32, MV_WARPS);
 #define S_GO(T)                                                                                   \
     do {                                                                                          \
-        if (fuse)                                                                                 \
-            k_mv<T, true><<<grid, blk, 0, s>>>(P);                                                \
+        if (fuse && nt == 1)                                                                      \
+            k_mv<T, true, 1><<<grid, blk, 0, s>>>(P);                                             \
+        else if (fuse)                                                                            \
+            k_mv<T, true, 8><<<grid, blk, 0, s>>>(P);                                             \
+        else if (nt == 1)                                                                         \
+            k_mv<T, false, 1><<<grid, blk, 0, s>>>(P);                                            \
         else                                                                                      \
-            k_mv<T, false><<<grid, blk, 0, s>>>(P);                                               \
+            k_mv<T, false, 8><<<grid, blk, 0, s>>>(P);                                            \
     } while (0)
         CU_TYPE_SWITCH(a->type, S_GO)
 #undef S_GO

@@ -17,8 +17,9 @@
 // engine's promise). The grid depends only on the batch size and the pool's
 // capacity (never on context lengths, which are read from device memory),
 // so a decode step can be replayed as a CUDA graph at any depth.
-// Shared memory per block: (H*d_kv + TR*d_kv + H*TR + 2*H*kv_lora + 5H)
-// floats (165 KiB for GLM-4.7-Flash's 20 heads of 576).
+// Blocks take HG heads each (grid.z), which changes nothing in a head's
+// arithmetic. Shared memory per block: (G*d_kv + TR*d_kv + G*TR +
+// 2*G*kv_lora + 5G) floats for G = min(HG, heads): 62 KiB for GLM-4.7-Flash.
 #include "cuda_impl.h"
 
 #include <math.h>
@@ -30,6 +31,7 @@ extern "C" {
 #define TR 16     // cache rows per tile
 #define CH 64     // cache rows per chunk (the unit of splitting and folding)
 #define NTH 256   // threads per block
+#define HG 4      // heads per block (grid.z covers the rest)
 
 static size_t s_smem_bytes(int H, int d_kv, int kv_lora) {
     return sizeof(float) * ((size_t)H * d_kv + (size_t)TR * d_kv + (size_t)H * TR +
@@ -52,7 +54,8 @@ static __device__ __forceinline__ float s_merge(float a, float ca, float b, floa
 
 __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
     extern __shared__ float sm[];
-    const int H = a.n_head, D = a.d_kv, L = a.kv_lora;
+    const int h0 = blockIdx.z * HG, H = min(HG, a.n_head - h0), D = a.d_kv, L = a.kv_lora;
+    const int HA = a.n_head;
     float *qs = sm, *kt = qs + (size_t)H * D, *sc = kt + TR * D, *o = sc + H * TR,
           *oa = o + (size_t)H * L, *mx = oa + (size_t)H * L, *ls = mx + H, *corr = ls + H,
           *ma = corr + H, *la = ma + H;
@@ -64,7 +67,7 @@ __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
     if (c0 >= c1)
         return;
     const int32_t *tab = a.tables + a.toks[t].table_off;
-    const float *q = a.q + (int64_t)t * H * D;
+    const float *q = a.q + ((int64_t)t * HA + h0) * D;
     for (int i = tid; i < H * D; i += NTH)
         qs[i] = q[i];
     for (int i = tid; i < H * L; i += NTH)
@@ -143,7 +146,7 @@ __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
         }
         if (split) {
             // part layout: [t][chunk][h][L + 2] (o, then max, sum)
-            float *part = a.part + ((int64_t)t * a.n_split + ch) * H * (L + 2);
+            float *part = a.part + (((int64_t)t * a.n_split + ch) * HA + h0) * (L + 2);
             for (int e = tid; e < H * L; e += NTH)
                 part[(e / L) * (L + 2) + e % L] = o[e];
             for (int h = tid; h < H; h += NTH) {
@@ -169,7 +172,7 @@ __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
         __syncthreads();
     }
     if (!split) {
-        float *out = a.out + (int64_t)t * H * L;
+        float *out = a.out + ((int64_t)t * HA + h0) * L;
         for (int e = tid; e < H * L; e += NTH) {
             float l = la[e / L];
             out[e] = l > 0.0f ? __fdiv_rn(oa[e], l) : 0.0f;
@@ -228,10 +231,10 @@ int mesh_cu_mla_setup(void) {
 int mesh_cu_mla_attn(gpuStream_t s, const mesh_cu_mla_t *a) {
     if (a->n <= 0)
         return 0;
-    size_t smem = s_smem_bytes(a->n_head, a->d_kv, a->kv_lora);
+    size_t smem = s_smem_bytes(a->n_head < HG ? a->n_head : HG, a->d_kv, a->kv_lora);
     if (smem > (size_t)s_smem_optin)
         return MESH_EUNSUPPORTED;
-    dim3 grid(a->n, a->n_split > 1 ? a->n_split : 1);
+    dim3 grid(a->n, a->n_split > 1 ? a->n_split : 1, (a->n_head + HG - 1) / HG);
     k_mla<<<grid, NTH, smem, s>>>(*a);
     if (a->n_split > 1)
         k_mla_combine<<<dim3(a->n, a->n_head), 128, 0, s>>>(*a);

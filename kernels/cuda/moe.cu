@@ -101,9 +101,15 @@ __global__ void k_route(mesh_cu_route_t r) {
         for (int e = 0; e < E; e++) {
             r.start[e] = acc;
             acc += cnt[e];
-            cnt[e] = r.start[e];
         }
         r.start[E] = acc;
+        for (int e = 0; e < E; e++)
+            cnt[e] = r.start[e];
+        int na = 0;
+        for (int e = 0; e < E; e++)
+            if (r.start[e + 1] > r.start[e])
+                r.act[1 + na++] = e;
+        r.act[0] = na;
         for (int i = 0; i < np; i++) {
             int p = cnt[r.sel[i]]++;
             r.pair_tok[p] = i / K;

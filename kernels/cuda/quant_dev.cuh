@@ -49,15 +49,18 @@ template <int NW> static __device__ __forceinline__ void s_ld_a4(const uint8_t *
         w[i] = q[i];
 }
 
-// 6-bit scale and min j of a K-quant's 12 packed scale bytes (3 words).
-static __device__ __forceinline__ void s_k_scale_min(int j, const uint32_t *s, float *sc,
+// 6-bit scale and min j (run-time 0..7) of a K-quant's 12 packed scale
+// bytes at q, read as bytes from memory: indexing a register array with a
+// run-time j would put it in local memory.
+static __device__ __forceinline__ void s_k_scale_min(int j, const uint8_t *q, float *sc,
                                                      float *mn) {
     if (j < 4) {
-        *sc = (float)(CU_BYTE(s, j) & 63);
-        *mn = (float)(CU_BYTE(s, j + 4) & 63);
+        *sc = (float)(q[j] & 63);
+        *mn = (float)(q[j + 4] & 63);
     } else {
-        *sc = (float)((CU_BYTE(s, j + 4) & 0xF) | ((CU_BYTE(s, j - 4) >> 6) << 4));
-        *mn = (float)((CU_BYTE(s, j + 4) >> 4) | ((CU_BYTE(s, j) >> 6) << 4));
+        const uint32_t a = q[j + 4], lo = q[j - 4], hi = q[j];
+        *sc = (float)((a & 0xF) | ((lo >> 6) << 4));
+        *mn = (float)((a >> 4) | ((hi >> 6) << 4));
     }
 }
 
@@ -154,10 +157,8 @@ static __device__ __forceinline__ void s_deq(const uint8_t *row, int c, int K, f
         const int j = c & 7;
         uint32_t hd = *(const uint32_t *)b;
         float d = s_h2f((uint16_t)(hd & 0xffff)), dmin = s_h2f((uint16_t)(hd >> 16));
-        uint32_t s[3];
-        s_ld_a4<3>(b + 4, s);
         float sc, mn;
-        s_k_scale_min(j, s, &sc, &mn);
+        s_k_scale_min(j, b + 4, &sc, &mn);
         const float dl = d * sc, ml = dmin * mn;
         uint32_t q[8];
         s_ld_a4<8>(b + (T == CU_Q4_K ? 16 : 48) + (j >> 1) * 32, q);
@@ -269,10 +270,8 @@ static __device__ __forceinline__ void s_deq8(const uint8_t *row, int g, int K, 
         const int w = g & 31, j = w >> 2, pos = 8 * (w & 3);
         const uint32_t hd = *(const uint32_t *)b;
         const float d = s_h2f((uint16_t)(hd & 0xffff)), dmin = s_h2f((uint16_t)(hd >> 16));
-        uint32_t s[3];
-        s_ld_a4<3>(b + 4, s);
         float sc, mn;
-        s_k_scale_min(j, s, &sc, &mn);
+        s_k_scale_min(j, b + 4, &sc, &mn);
         const float dl = d * sc, ml = dmin * mn;
         uint32_t q[2];
         s_ld_a4<2>(b + (T == CU_Q4_K ? 16 : 48) + (j >> 1) * 32 + pos, q);
