@@ -3,11 +3,12 @@
 //
 // k_mv serves every product (dense, per-head, grouped MoE experts with the
 // shared expert in the same launch, optionally fused SwiGLU of gate and up):
-// MV_RW warps share a weight row; lane l of a warp dequantizes 8-element
+// 1, 2 or 4 warps (by K) share a weight row; lane l of a warp dequantizes 8-element
 // group 32*step + l straight into registers, so a warp reads one whole
 // K-quant super-block (or eight 32-element blocks) and 1 KiB of x per step,
-// all coalesced, and dots it with up to 8 rows of x. Weights are read once
-// per 8 rows of x, so decode is bound by memory bandwidth. A row's result
+// all coalesced, and dots it with up to 8 rows of x at a time; a block loops
+// over all rows of x of its group, its weight rows staying hot in L1/L2, so
+// weights are read from memory once per launch (decode is bandwidth-bound). A row's result
 // depends only on that row of x and the weights (fixed lane/warp order and
 // reduction tree), never on the batch.
 //
@@ -22,7 +23,6 @@ extern "C" {
 }
 
 #define MV_WARPS 8 // warps per block
-#define MV_RW 4    // warps per weight row
 
 typedef struct {
     mesh_cu_mm_t op[2];
@@ -33,6 +33,13 @@ static __device__ __forceinline__ float s_silu(float x) {
     return x / (1.0f + __expf(-x));
 }
 
+// Warps per weight row for rows of K elements: enough 256-element steps
+// for each warp (K alone decides it, so results never depend on the batch).
+static __host__ __device__ __forceinline__ int s_rw(int K) {
+    const int ng = (K + 7) / 8;
+    return ng >= 256 ? 4 : ng >= 64 ? 2 : 1;
+}
+
 template <int T, bool FUSE, int MV_NT>
 static __device__ __forceinline__ void s_mv_body(const mesh_cu_mm_t &o, int g) {
     if (o.act) { // compact list of non-empty groups: act[0] count, then ids
@@ -40,96 +47,96 @@ static __device__ __forceinline__ void s_mv_body(const mesh_cu_mm_t &o, int g) {
             return;
         g = o.act[1 + g];
     }
-    // MV_RW warps share a row (each takes every MV_RW-th step of 256
-    // elements); the block holds MV_WARPS / MV_RW rows.
-    const int lane = threadIdx.x, wr_i = threadIdx.y % MV_RW, rl = threadIdx.y / MV_RW;
-    const int row = blockIdx.x * (MV_WARPS / MV_RW) + rl;
+    // rw warps share a row (each takes every rw-th step of 256 elements);
+    // the block holds MV_WARPS / rw rows and loops over x rows MV_NT at a time.
+    const int rw = s_rw(o.K);
+    const int lane = threadIdx.x, wr_i = threadIdx.y % rw, rl = threadIdx.y / rw;
+    const int row = blockIdx.x * (MV_WARPS / rw) + rl;
     int p0 = 0, cnt = o.n;
     if (o.start) {
         p0 = o.start[g];
         cnt = o.start[g + 1] - p0;
     }
-    const int j0 = blockIdx.y * MV_NT;
-    if (j0 >= cnt)
-        return;
-    const int nt = cnt - j0 < MV_NT ? cnt - j0 : MV_NT;
     __shared__ float red[MV_WARPS][MV_NT][2];
     const bool live = row < o.rows;
     const size_t moff = (size_t)(o.m0 + g) * o.nb2 + (size_t)(live ? row : 0) * o.nb1;
     const uint8_t *wr = o.w + moff;
     const uint8_t *wr2 = FUSE ? o.w2 + moff : nullptr;
-    const float *xr[MV_NT];
-#pragma unroll
-    for (int t = 0; t < MV_NT; t++) {
-        int p = p0 + j0 + (t < nt ? t : 0);
-        int in = o.idx ? o.idx[p] : p;
-        xr[t] = o.x + (int64_t)in * o.xs + (int64_t)g * o.xm;
-    }
     const bool vec = ((((uintptr_t)o.x) & 15) == 0) && (o.xs % 4 == 0) && (o.xm % 4 == 0) &&
                      (o.K % 8 == 0);
-    float acc[MV_NT], acc2[MV_NT];
-#pragma unroll
-    for (int t = 0; t < MV_NT; t++)
-        acc[t] = acc2[t] = 0.0f;
     const int ng = live ? (o.K + 7) / 8 : 0;
-    // Per (row, x row): groups of 8 in a fixed lane/warp order, each an
-    // 8-long FMA chain, then a butterfly sum and a fixed-order sum over the
-    // row's warps: the same whatever the batch (batch invariance).
+    for (int j0 = 0; j0 < cnt; j0 += MV_NT) {
+        const int nt = cnt - j0 < MV_NT ? cnt - j0 : MV_NT;
+        const float *xr[MV_NT];
+#pragma unroll
+        for (int t = 0; t < MV_NT; t++) {
+            int p = p0 + j0 + (t < nt ? t : 0);
+            int in = o.idx ? o.idx[p] : p;
+            xr[t] = o.x + (int64_t)in * o.xs + (int64_t)g * o.xm;
+        }
+        float acc[MV_NT], acc2[MV_NT];
+#pragma unroll
+        for (int t = 0; t < MV_NT; t++)
+            acc[t] = acc2[t] = 0.0f;
+        // Per (row, x row): groups of 8 in a fixed lane/warp order, each an
+        // 8-long FMA chain, then a butterfly sum and a fixed-order sum over
+        // the row's warps: the same whatever the batch (batch invariance).
 #pragma unroll 2
-    for (int q = wr_i * 32 + lane; q < ng; q += 32 * MV_RW) {
-        float v[8], v2[8];
-        s_deq8<T>(wr, q, o.K, v);
-        if (FUSE)
-            s_deq8<T>(wr2, q, o.K, v2);
+        for (int q = wr_i * 32 + lane; q < ng; q += 32 * rw) {
+            float v[8], v2[8];
+            s_deq8<T>(wr, q, o.K, v);
+            if (FUSE)
+                s_deq8<T>(wr2, q, o.K, v2);
+#pragma unroll
+            for (int t = 0; t < MV_NT; t++) {
+                if (t < nt) {
+                    float xv[8];
+                    if (vec) {
+                        const float4 *p = (const float4 *)(xr[t] + 8 * q);
+                        float4 a = p[0], b = p[1];
+                        xv[0] = a.x; xv[1] = a.y; xv[2] = a.z; xv[3] = a.w;
+                        xv[4] = b.x; xv[5] = b.y; xv[6] = b.z; xv[7] = b.w;
+                    } else {
+#pragma unroll
+                        for (int l = 0; l < 8; l++)
+                            xv[l] = 8 * q + l < o.K ? xr[t][8 * q + l] : 0.0f;
+                    }
+                    float s = 0.0f, s2 = 0.0f;
+#pragma unroll
+                    for (int l = 0; l < 8; l++) {
+                        s = fmaf(v[l], xv[l], s);
+                        if (FUSE)
+                            s2 = fmaf(v2[l], xv[l], s2);
+                    }
+                    acc[t] += s;
+                    if (FUSE)
+                        acc2[t] += s2;
+                }
+            }
+        }
 #pragma unroll
         for (int t = 0; t < MV_NT; t++) {
             if (t < nt) {
-                float xv[8];
-                if (vec) {
-                    const float4 *p = (const float4 *)(xr[t] + 8 * q);
-                    float4 a = p[0], b = p[1];
-                    xv[0] = a.x; xv[1] = a.y; xv[2] = a.z; xv[3] = a.w;
-                    xv[4] = b.x; xv[5] = b.y; xv[6] = b.z; xv[7] = b.w;
-                } else {
-#pragma unroll
-                    for (int l = 0; l < 8; l++)
-                        xv[l] = 8 * q + l < o.K ? xr[t][8 * q + l] : 0.0f;
+                float s = mesh_warp_sum(acc[t]);
+                float s2 = FUSE ? mesh_warp_sum(acc2[t]) : 0.0f;
+                if (lane == 0) {
+                    red[threadIdx.y][t][0] = s;
+                    red[threadIdx.y][t][1] = s2;
                 }
-                float s = 0.0f, s2 = 0.0f;
-#pragma unroll
-                for (int l = 0; l < 8; l++) {
-                    s = fmaf(v[l], xv[l], s);
-                    if (FUSE)
-                        s2 = fmaf(v2[l], xv[l], s2);
-                }
-                acc[t] += s;
-                if (FUSE)
-                    acc2[t] += s2;
             }
         }
-    }
-#pragma unroll
-    for (int t = 0; t < MV_NT; t++) {
-        if (t < nt) {
-            float s = mesh_warp_sum(acc[t]);
-            float s2 = FUSE ? mesh_warp_sum(acc2[t]) : 0.0f;
-            if (lane == 0) {
-                red[threadIdx.y][t][0] = s;
-                red[threadIdx.y][t][1] = s2;
+        __syncthreads();
+        if (live && wr_i == 0 && lane < nt) {
+            const int t = lane, w0 = rl * rw;
+            float s = red[w0][t][0], s2 = red[w0][t][1];
+            for (int k = 1; k < rw; k++) {
+                s += red[w0 + k][t][0];
+                s2 += red[w0 + k][t][1];
             }
+            const int p = p0 + j0 + t;
+            o.y[(int64_t)p * o.ys + (int64_t)g * o.ym + row] = FUSE ? s_silu(s) * s2 : s;
         }
-    }
-    __syncthreads();
-    if (live && wr_i == 0 && lane < nt) {
-        const int t = lane, w0 = rl * MV_RW;
-        float s = red[w0][t][0], s2 = red[w0][t][1];
-#pragma unroll
-        for (int k = 1; k < MV_RW; k++) {
-            s += red[w0 + k][t][0];
-            s2 += red[w0 + k][t][1];
-        }
-        const int p = p0 + j0 + t;
-        o.y[(int64_t)p * o.ys + (int64_t)g * o.ym + row] = FUSE ? s_silu(s) * s2 : s;
+        __syncthreads();
     }
 }
 
@@ -160,8 +167,12 @@ int mesh_cu_matmul2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b)
     P.g0 = a->n_group;
     int gz = a->n_group, nmax = s_max_rows(a), rows = a->rows;
     if (b && b->n_group > 0) {
-        if (b->type != a->type || (b->w2 != nullptr) != (a->w2 != nullptr))
-            return MESH_EINVAL;
+        if (b->type != a->type || (b->w2 != nullptr) != (a->w2 != nullptr) ||
+            s_rw(b->K) != s_rw(a->K)) {
+            // not one kernel instance: two launches
+            int rc = mesh_cu_matmul2(s, a, NULL);
+            return rc ? rc : mesh_cu_matmul2(s, b, NULL);
+        }
         P.op[1] = *b;
         gz += b->n_group;
         nmax = nmax > s_max_rows(b) ? nmax : s_max_rows(b);
@@ -175,10 +186,12 @@ int mesh_cu_matmul2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b)
     // what else is in the batch (k_mv's per-row arithmetic does not). A
     // tensor-core GEMM for prompts must keep that property: not done yet.
     {
-        const int rpb = MV_WARPS / MV_RW;
+        // Rows per block follow the widest family's K (both families of a
+        // launch have the same K in practice: experts and shared expert).
+        const int rpb = MV_WARPS / s_rw(a->K);
         // One x row per block for decode (fewer registers), else 8.
         const int nt = nmax == 1 ? 1 : 8;
-        dim3 grid((rows + rpb - 1) / rpb, (nmax + nt - 1) / nt, gz);
+        dim3 grid((rows + rpb - 1) / rpb, 1, gz); // x rows: looped inside each block
         dim3 blk(32, MV_WARPS);
 #define S_GO(T)                                                                                   \
     do {                                                                                          \
