@@ -87,19 +87,38 @@ __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
         __syncthreads();
         for (int s0 = r0; s0 < r1; s0 += TR) {
             const int cn = min(TR, r1 - s0);
-            // 1. stage the tile's rows
+            // 1. stage the tile's rows (16-byte loads when rows allow them)
             for (int j = warp; j < cn; j += NTH / 32) {
                 int s = s0 + j;
                 size_t idx = ((size_t)tab[s / a.block_tokens] * (size_t)a.n_layer + (size_t)a.layer) *
                                  (size_t)a.block_tokens + (size_t)(s % a.block_tokens);
+                float *dst = kt + j * D;
                 if (a.cache_type == 1) {
                     const __half *row = (const __half *)a.cache + idx * (size_t)D;
-                    for (int i = lane; i < D; i += 32)
-                        kt[j * D + i] = __half2float(row[i]);
+                    if (D % 8 == 0) {
+                        for (int i = lane; i < D / 8; i += 32) {
+                            uint4 u = ((const uint4 *)row)[i];
+                            const __half2 *h2 = (const __half2 *)&u;
+#pragma unroll
+                            for (int k = 0; k < 4; k++) {
+                                float2 f = __half22float2(h2[k]);
+                                dst[8 * i + 2 * k] = f.x;
+                                dst[8 * i + 2 * k + 1] = f.y;
+                            }
+                        }
+                    } else {
+                        for (int i = lane; i < D; i += 32)
+                            dst[i] = __half2float(row[i]);
+                    }
                 } else {
                     const float *row = (const float *)a.cache + idx * (size_t)D;
-                    for (int i = lane; i < D; i += 32)
-                        kt[j * D + i] = row[i];
+                    if (D % 4 == 0) {
+                        for (int i = lane; i < D / 4; i += 32)
+                            ((float4 *)dst)[i] = ((const float4 *)row)[i];
+                    } else {
+                        for (int i = lane; i < D; i += 32)
+                            dst[i] = row[i];
+                    }
                 }
             }
             __syncthreads();
@@ -109,6 +128,7 @@ __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
                 float s = -INFINITY;
                 if (j < cn) {
                     float acc = 0.0f;
+#pragma unroll 6
                     for (int i = lane; i < D; i += 32)
                         acc = fmaf(qs[h * D + i], kt[j * D + i], acc);
                     s = mesh_warp_sum(acc) * a.scale;
@@ -138,6 +158,7 @@ __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
             for (int e = tid; e < H * L; e += NTH) {
                 const int h = e / L, d = e % L;
                 float acc = o[e] * corr[h];
+#pragma unroll 4
                 for (int j = 0; j < cn; j++)
                     acc = fmaf(sc[h * TR + j], kt[j * D + d], acc);
                 o[e] = acc;
@@ -180,21 +201,37 @@ __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
     }
 }
 
+// Folds the chunk partials of one (token, head) in chunk order. Thread 0
+// runs the scalar (max, sum) chain once and leaves each chunk's two merge
+// coefficients in shared memory; then every thread folds its output
+// elements with them. The operations are exactly those of k_mla's in-block
+// fold, so split and unsplit runs agree to the bit.
 __global__ void k_mla_combine(mesh_cu_mla_t a) {
+    extern __shared__ float cf[]; // [2 * n_split + 1]
     const int t = blockIdx.x, h = blockIdx.y, H = a.n_head, L = a.kv_lora;
     const int n_ch = (a.toks[t].n_ctx + CH - 1) / CH;
     const float *base = a.part + (int64_t)t * a.n_split * H * (L + 2) + (int64_t)h * (L + 2);
     const int64_t cs = (int64_t)H * (L + 2);
-    float *out = a.out + ((int64_t)t * H + h) * L;
-    for (int d = threadIdx.x; d < L; d += blockDim.x) {
-        float m = -INFINITY, l = 0.0f, o = 0.0f;
+    if (threadIdx.x == 0) {
+        float m = -INFINITY, l = 0.0f;
         for (int c = 0; c < n_ch; c++) {
             float mn, ca, cb;
             s_merge_coef(m, base[c * cs + L], &mn, &ca, &cb);
-            o = s_merge(o, ca, base[c * cs + d], cb);
             l = s_merge(l, ca, base[c * cs + L + 1], cb);
             m = mn;
+            cf[2 * c] = ca;
+            cf[2 * c + 1] = cb;
         }
+        cf[2 * a.n_split] = l;
+    }
+    __syncthreads();
+    const float l = cf[2 * a.n_split];
+    float *out = a.out + ((int64_t)t * H + h) * L;
+    for (int d = threadIdx.x; d < L; d += blockDim.x) {
+        float o = 0.0f;
+#pragma unroll 8
+        for (int c = 0; c < n_ch; c++)
+            o = s_merge(o, cf[2 * c], base[c * cs + d], cf[2 * c + 1]);
         out[d] = l > 0.0f ? __fdiv_rn(o, l) : 0.0f;
     }
 }
@@ -237,6 +274,7 @@ int mesh_cu_mla_attn(gpuStream_t s, const mesh_cu_mla_t *a) {
     dim3 grid(a->n, a->n_split > 1 ? a->n_split : 1, (a->n_head + HG - 1) / HG);
     k_mla<<<grid, NTH, smem, s>>>(*a);
     if (a->n_split > 1)
-        k_mla_combine<<<dim3(a->n, a->n_head), 128, 0, s>>>(*a);
+        k_mla_combine<<<dim3(a->n, a->n_head), 256, sizeof(float) * (2 * (size_t)a->n_split + 1),
+                        s>>>(*a);
     return 0;
 }
