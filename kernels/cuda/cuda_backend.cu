@@ -927,11 +927,11 @@ int mesh_kern_cuda_register(const mesh_backend_params_t *p, mesh_backend_t **out
         (void)gpuGetLastError();
         mesh_log(MESH_LOG_ERROR, "cuda: no CUDA device (%s)",
                  e != gpuSuccess ? gpuGetErrorString(e) : "none found");
-        return MESH_ENOTFOUND;
+        return MESH_EBACKEND; // built, but cannot start here (ENOTFOUND means "not built")
     }
     if (dev < 0 || dev >= ndev) {
         mesh_log(MESH_LOG_ERROR, "cuda: device %d does not exist (%d found)", dev, ndev);
-        return MESH_ENOTFOUND;
+        return MESH_EBACKEND;
     }
     if ((e = gpuSetDevice(dev)) != gpuSuccess)
         return s_err("set device", e);
