@@ -12,6 +12,10 @@ int mesh_backend_new(const char *name, const mesh_backend_params_t *p, mesh_back
     *out = NULL;
     if (!name || !strcmp(name, "cpu"))
         return mesh_kern_cpu_register(p, out);
+#ifdef MESH_HAVE_CUDA
+    if (!strcmp(name, "cuda"))
+        return mesh_kern_cuda_register(p, out);
+#endif
     return MESH_ENOTFOUND;
 }
 

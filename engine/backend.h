@@ -188,5 +188,6 @@ void mesh_backend_destroy(mesh_backend_t **b);
 
 // Each backend's constructor (kernels/<name>/): fills *out on success.
 int mesh_kern_cpu_register(const mesh_backend_params_t *p, mesh_backend_t **out);
+int mesh_kern_cuda_register(const mesh_backend_params_t *p, mesh_backend_t **out); // MESH_CUDA builds
 
 #endif

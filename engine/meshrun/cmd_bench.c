@@ -24,6 +24,8 @@ static void s_help(FILE *f) {
                "  --depth D      context tokens filled before the tests (default 0)\n"
                "  --reps R       timed prompt repetitions (default 3)\n"
                "  --kv-type T    f32 (default) or f16\n"
+               "  --backend NAME cpu (default) or cuda (when built)\n"
+               "  --device N     GPU index (default 0)\n"
                "  --json         print one JSON object instead of a table\n"
                "  --help         this text\n");
 }
@@ -85,6 +87,19 @@ int meshrun_cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--reps") || !strcmp(a, "-r")) {
             if (s_num(a, v, 1, 1000, &reps))
                 return 2;
+            i++;
+        } else if (!strcmp(a, "--backend")) {
+            if (!v) {
+                fprintf(stderr, "meshrun bench: --backend needs a name\n");
+                return 2;
+            }
+            p.backend = v;
+            i++;
+        } else if (!strcmp(a, "--device")) {
+            long dv;
+            if (s_num(a, v, 0, 1024, &dv))
+                return 2;
+            p.device = (int)dv;
             i++;
         } else if (!strcmp(a, "--kv-type")) {
             if (v && !strcmp(v, "f16"))

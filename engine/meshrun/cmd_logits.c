@@ -22,6 +22,8 @@ static void s_help(FILE *f) {
                "  --threads N         CPU threads (default: physical cores)\n"
                "  --batch B           tokens per forward chunk (default 512)\n"
                "  --kv-type T         f32 (default) or f16\n"
+               "  --backend NAME      cpu (default) or cuda (when built)\n"
+               "  --device N          GPU index (default 0)\n"
                "  --incremental       evaluate one token per forward call\n"
                "  --help              this text\n");
 }
@@ -91,14 +93,18 @@ int meshrun_cmd_logits(int argc, char **argv) {
             tokfile = v;
         else if (!strcmp(a, "--out"))
             outp = v;
-        else if (!strcmp(a, "--threads") || !strcmp(a, "--batch")) {
+        else if (!strcmp(a, "--backend"))
+            p.backend = v;
+        else if (!strcmp(a, "--threads") || !strcmp(a, "--batch") || !strcmp(a, "--device")) {
             char *end;
             long x = strtol(v, &end, 10);
-            if (*end || x < 1 || x > 65536) {
+            if (*end || x < (strcmp(a, "--device") ? 1 : 0) || x > 65536) {
                 fprintf(stderr, "meshrun logits: %s wants a positive number, got '%s'\n", a, v);
                 return 2;
             }
-            if (!strcmp(a, "--threads"))
+            if (!strcmp(a, "--device"))
+                p.device = (int)x;
+            else if (!strcmp(a, "--threads"))
                 p.n_threads = (int)x;
             else
                 p.max_batch = (uint32_t)x;

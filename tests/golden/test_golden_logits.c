@@ -100,6 +100,8 @@ static mesh_model_t *s_load(const char *file, uint32_t kv_type, uint32_t max_bat
     snprintf(path, sizeof path, "%s/%s", s_dir, file);
     mesh_model_params_t p;
     mesh_model_params_default(&p);
+    if (getenv("MESH_TEST_BACKEND")) // e.g. cuda: the same bounds on another backend
+        p.backend = getenv("MESH_TEST_BACKEND");
     p.kv_type = kv_type;
     p.kv_tokens = 4096;
     p.max_seqs = 4;
@@ -275,6 +277,8 @@ static void test_refusals(void **state) {
     snprintf(path, sizeof path, "%s/tiny-glm.bf16.gguf", s_dir);
     mesh_model_params_t p;
     mesh_model_params_default(&p);
+    if (getenv("MESH_TEST_BACKEND")) // e.g. cuda: the same bounds on another backend
+        p.backend = getenv("MESH_TEST_BACKEND");
     p.kv_tokens = 64; // two blocks of 32
     p.max_seqs = 2;
     mesh_model_t *m = NULL;

@@ -436,6 +436,8 @@ static void s_run_variant(const s_cfg_t *c, uint32_t seed) {
 
     mesh_model_params_t p;
     mesh_model_params_default(&p);
+    if (getenv("MESH_TEST_BACKEND")) // e.g. cuda: the same bounds on another backend
+        p.backend = getenv("MESH_TEST_BACKEND");
     p.kv_tokens = 128;
     p.max_seqs = 2;
     p.max_batch = 16; // forces chunks

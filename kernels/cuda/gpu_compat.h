@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: MIT
+// Portability layer between CUDA and HIP for the GPU kernels in this folder.
+//
+// Every .cu file includes this instead of naming the vendor runtime, so the
+// HIP backend (kernels/hip/) can compile the same sources by defining
+// MESH_GPU_HIP: runtime calls are spelled gpuXxx, warp shuffles go through
+// s_shfl_xor, and the warp width is MESH_WARP. Costs nothing at run time
+// (macros and inline functions only). Keep to what both toolkits support:
+// no inline PTX outside #if MESH_GPU_CUDA blocks, wmma only behind
+// MESH_GPU_HAS_WMMA.
+#ifndef MESH_GPU_COMPAT_H
+#define MESH_GPU_COMPAT_H
+
+#if defined(MESH_GPU_HIP)
+#include <hip/hip_bf16.h>
+#include <hip/hip_fp16.h>
+#include <hip/hip_runtime.h>
+#define MESH_GPU_CUDA 0
+#define MESH_WARP 64
+#define gpuError_t hipError_t
+#define gpuSuccess hipSuccess
+#define gpuGetErrorString hipGetErrorString
+#define gpuGetLastError hipGetLastError
+#define gpuMalloc hipMalloc
+#define gpuFree hipFree
+#define gpuMemset hipMemset
+#define gpuMemsetAsync hipMemsetAsync
+#define gpuMemcpy hipMemcpy
+#define gpuMemcpyAsync hipMemcpyAsync
+#define gpuMemcpyHostToDevice hipMemcpyHostToDevice
+#define gpuMemcpyDeviceToHost hipMemcpyDeviceToHost
+#define gpuMemcpyDeviceToDevice hipMemcpyDeviceToDevice
+#define gpuMemGetInfo hipMemGetInfo
+#define gpuSetDevice hipSetDevice
+#define gpuGetDevice hipGetDevice
+#define gpuDeviceGetAttribute hipDeviceGetAttribute
+#define gpuDevAttrMaxSharedMemoryPerBlockOptin hipDeviceAttributeSharedMemPerBlockOptin
+#define gpuGetDeviceCount hipGetDeviceCount
+#define gpuDeviceProp hipDeviceProp_t
+#define gpuGetDeviceProperties hipGetDeviceProperties
+#define gpuStream_t hipStream_t
+#define gpuStreamCreateWithFlags hipStreamCreateWithFlags
+#define gpuStreamNonBlocking hipStreamNonBlocking
+#define gpuStreamDestroy hipStreamDestroy
+#define gpuStreamSynchronize hipStreamSynchronize
+#define gpuGraph_t hipGraph_t
+#define gpuGraphExec_t hipGraphExec_t
+#define gpuStreamBeginCapture hipStreamBeginCapture
+#define gpuStreamCaptureModeThreadLocal hipStreamCaptureModeThreadLocal
+#define gpuStreamEndCapture hipStreamEndCapture
+#define gpuGraphInstantiate(e, g) hipGraphInstantiate(e, g, NULL, NULL, 0)
+#define gpuGraphLaunch hipGraphLaunch
+#define gpuGraphDestroy hipGraphDestroy
+#define gpuGraphExecDestroy hipGraphExecDestroy
+#define gpuFuncSetAttribute hipFuncSetAttribute
+#define gpuFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
+#define MESH_GPU_HAS_WMMA 0
+typedef __hip_bfloat16 gpu_bf16;
+#else
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#define MESH_GPU_CUDA 1
+#define MESH_WARP 32
+#define gpuError_t cudaError_t
+#define gpuSuccess cudaSuccess
+#define gpuGetErrorString cudaGetErrorString
+#define gpuGetLastError cudaGetLastError
+#define gpuMalloc cudaMalloc
+#define gpuFree cudaFree
+#define gpuMemset cudaMemset
+#define gpuMemsetAsync cudaMemsetAsync
+#define gpuMemcpy cudaMemcpy
+#define gpuMemcpyAsync cudaMemcpyAsync
+#define gpuMemcpyHostToDevice cudaMemcpyHostToDevice
+#define gpuMemcpyDeviceToHost cudaMemcpyDeviceToHost
+#define gpuMemcpyDeviceToDevice cudaMemcpyDeviceToDevice
+#define gpuMemGetInfo cudaMemGetInfo
+#define gpuSetDevice cudaSetDevice
+#define gpuGetDevice cudaGetDevice
+#define gpuDeviceGetAttribute cudaDeviceGetAttribute
+#define gpuDevAttrMaxSharedMemoryPerBlockOptin cudaDevAttrMaxSharedMemoryPerBlockOptin
+#define gpuGetDeviceCount cudaGetDeviceCount
+#define gpuDeviceProp cudaDeviceProp
+#define gpuGetDeviceProperties cudaGetDeviceProperties
+#define gpuStream_t cudaStream_t
+#define gpuStreamCreateWithFlags cudaStreamCreateWithFlags
+#define gpuStreamNonBlocking cudaStreamNonBlocking
+#define gpuStreamDestroy cudaStreamDestroy
+#define gpuStreamSynchronize cudaStreamSynchronize
+#define gpuGraph_t cudaGraph_t
+#define gpuGraphExec_t cudaGraphExec_t
+#define gpuStreamBeginCapture cudaStreamBeginCapture
+#define gpuStreamCaptureModeThreadLocal cudaStreamCaptureModeThreadLocal
+#define gpuStreamEndCapture cudaStreamEndCapture
+#define gpuGraphInstantiate(e, g) cudaGraphInstantiate(e, g, 0)
+#define gpuGraphLaunch cudaGraphLaunch
+#define gpuGraphDestroy cudaGraphDestroy
+#define gpuGraphExecDestroy cudaGraphExecDestroy
+#define gpuFuncSetAttribute cudaFuncSetAttribute
+#define gpuFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
+#define MESH_GPU_HAS_WMMA 1
+typedef __nv_bfloat16 gpu_bf16;
+#endif
+
+// Butterfly reduction step across the warp (all lanes active).
+static __device__ __forceinline__ float s_shfl_xor(float v, int m) {
+#if MESH_GPU_CUDA
+    return __shfl_xor_sync(0xffffffffu, v, m);
+#else
+    return __shfl_xor(v, m);
+#endif
+}
+
+static __device__ __forceinline__ int s_shfl_xor_i(int v, int m) {
+#if MESH_GPU_CUDA
+    return __shfl_xor_sync(0xffffffffu, v, m);
+#else
+    return __shfl_xor(v, m);
+#endif
+}
+
+static __device__ __forceinline__ float mesh_warp_sum(float v) {
+    for (int m = MESH_WARP / 2; m > 0; m >>= 1)
+        v += s_shfl_xor(v, m);
+    return v;
+}
+
+static __device__ __forceinline__ float mesh_warp_max(float v) {
+    for (int m = MESH_WARP / 2; m > 0; m >>= 1)
+        v = fmaxf(v, s_shfl_xor(v, m));
+    return v;
+}
+
+#endif

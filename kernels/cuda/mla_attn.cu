@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MIT
+// MLA attention over the paged latent cache (absorbed form), decode and
+// prefill, split over the sequence and then combined (flash-decoding).
+//
+// All heads of a token read the same cache rows, so one block serves every
+// head of one token: a tile of TR rows is staged in shared memory once and
+// used for H scores each, then for the H weighted sums of its first kv_lora
+// values; softmax is online (running max and sum per head).
+//
+// A token's context is cut into chunks of CH rows whatever the batch, and
+// each chunk's partial (max, sum, unnormalised output) is folded into the
+// result in chunk order with one merge function (s_merge). Small batches
+// (decode) give every chunk its own block and fold the partials in
+// k_mla_combine; large batches (prefill) fold chunk after chunk inside one
+// block per token. Both perform the same float operations in the same
+// order, so a token's output is bit-identical whatever the batch holds (the
+// engine's promise). The grid depends only on the batch size and the pool's
+// capacity (never on context lengths, which are read from device memory),
+// so a decode step can be replayed as a CUDA graph at any depth.
+// Blocks take HG heads each (grid.z), which changes nothing in a head's
+// arithmetic. Shared memory per block: (G*d_kv + TR*d_kv + G*TR +
+// 2*G*kv_lora + 5G) floats for G = min(HG, heads): 62 KiB for GLM-4.7-Flash.
+#include "cuda_impl.h"
+
+#include <math.h>
+
+extern "C" {
+#include "mesh_err.h"
+}
+
+#define TR 16     // cache rows per tile
+#define CH 64     // cache rows per chunk (the unit of splitting and folding)
+#define NTH 256   // threads per block
+#define HG 4      // heads per block (grid.z covers the rest)
+
+static size_t s_smem_bytes(int H, int d_kv, int kv_lora) {
+    return sizeof(float) * ((size_t)H * d_kv + (size_t)TR * d_kv + (size_t)H * TR +
+                            2 * (size_t)H * kv_lora + 5 * (size_t)H);
+}
+
+static int s_smem_optin = 48 * 1024;
+
+// Folds partial b into the running state a (per head: ca, cb from the maxima).
+// Plain multiplies and adds (no contraction) so every caller rounds alike.
+static __device__ __forceinline__ void s_merge_coef(float ma, float mb, float *m, float *ca,
+                                                    float *cb) {
+    *m = fmaxf(ma, mb);
+    *ca = ma == -INFINITY ? 0.0f : expf(__fsub_rn(ma, *m));
+    *cb = mb == -INFINITY ? 0.0f : expf(__fsub_rn(mb, *m));
+}
+static __device__ __forceinline__ float s_merge(float a, float ca, float b, float cb) {
+    return __fadd_rn(__fmul_rn(a, ca), __fmul_rn(b, cb));
+}
+
+__global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
+    extern __shared__ float sm[];
+    const int h0 = blockIdx.z * HG, H = min(HG, a.n_head - h0), D = a.d_kv, L = a.kv_lora;
+    const int HA = a.n_head;
+    float *qs = sm, *kt = qs + (size_t)H * D, *sc = kt + TR * D, *o = sc + H * TR,
+          *oa = o + (size_t)H * L, *mx = oa + (size_t)H * L, *ls = mx + H, *corr = ls + H,
+          *ma = corr + H, *la = ma + H;
+    const int t = blockIdx.x, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int n_ctx = a.toks[t].n_ctx;
+    const int n_ch = (n_ctx + CH - 1) / CH;
+    const bool split = a.n_split > 1;
+    const int c0 = split ? blockIdx.y : 0, c1 = split ? min((int)blockIdx.y + 1, n_ch) : n_ch;
+    if (c0 >= c1)
+        return;
+    const int32_t *tab = a.tables + a.toks[t].table_off;
+    const float *q = a.q + ((int64_t)t * HA + h0) * D;
+    for (int i = tid; i < H * D; i += NTH)
+        qs[i] = q[i];
+    for (int i = tid; i < H * L; i += NTH)
+        oa[i] = 0.0f;
+    for (int h = tid; h < H; h += NTH) {
+        ma[h] = -INFINITY;
+        la[h] = 0.0f;
+    }
+    for (int ch = c0; ch < c1; ch++) {
+        const int r0 = ch * CH, r1 = min(n_ctx, r0 + CH);
+        for (int i = tid; i < H * L; i += NTH)
+            o[i] = 0.0f;
+        for (int h = tid; h < H; h += NTH) {
+            mx[h] = -INFINITY;
+            ls[h] = 0.0f;
+        }
+        __syncthreads();
+        for (int s0 = r0; s0 < r1; s0 += TR) {
+            const int cn = min(TR, r1 - s0);
+            // 1. stage the tile's rows (16-byte loads when rows allow them)
+            for (int j = warp; j < cn; j += NTH / 32) {
+                int s = s0 + j;
+                size_t idx = ((size_t)tab[s / a.block_tokens] * (size_t)a.n_layer + (size_t)a.layer) *
+                                 (size_t)a.block_tokens + (size_t)(s % a.block_tokens);
+                float *dst = kt + j * D;
+                if (a.cache_type == 1) {
+                    const __half *row = (const __half *)a.cache + idx * (size_t)D;
+                    if (D % 8 == 0) {
+                        for (int i = lane; i < D / 8; i += 32) {
+                            uint4 u = ((const uint4 *)row)[i];
+                            const __half2 *h2 = (const __half2 *)&u;
+#pragma unroll
+                            for (int k = 0; k < 4; k++) {
+                                float2 f = __half22float2(h2[k]);
+                                dst[8 * i + 2 * k] = f.x;
+                                dst[8 * i + 2 * k + 1] = f.y;
+                            }
+                        }
+                    } else {
+                        for (int i = lane; i < D; i += 32)
+                            dst[i] = __half2float(row[i]);
+                    }
+                } else {
+                    const float *row = (const float *)a.cache + idx * (size_t)D;
+                    if (D % 4 == 0) {
+                        for (int i = lane; i < D / 4; i += 32)
+                            ((float4 *)dst)[i] = ((const float4 *)row)[i];
+                    } else {
+                        for (int i = lane; i < D; i += 32)
+                            dst[i] = row[i];
+                    }
+                }
+            }
+            __syncthreads();
+            // 2. scores, one warp per (head, row) pair
+            for (int pr = warp; pr < H * TR; pr += NTH / 32) {
+                const int h = pr / TR, j = pr % TR;
+                float s = -INFINITY;
+                if (j < cn) {
+                    float acc = 0.0f;
+#pragma unroll 6
+                    for (int i = lane; i < D; i += 32)
+                        acc = fmaf(qs[h * D + i], kt[j * D + i], acc);
+                    s = mesh_warp_sum(acc) * a.scale;
+                }
+                if (lane == 0)
+                    sc[h * TR + j] = s;
+            }
+            __syncthreads();
+            // 3. online softmax per head
+            for (int h = tid; h < H; h += NTH) {
+                float m = mx[h];
+                for (int j = 0; j < cn; j++)
+                    m = fmaxf(m, sc[h * TR + j]);
+                float c = expf(mx[h] - m); // 0 on the first tile (mx = -inf)
+                float l = ls[h] * c;
+                for (int j = 0; j < TR; j++) {
+                    float p = j < cn ? expf(sc[h * TR + j] - m) : 0.0f;
+                    sc[h * TR + j] = p;
+                    l += p;
+                }
+                mx[h] = m;
+                ls[h] = l;
+                corr[h] = c;
+            }
+            __syncthreads();
+            // 4. weighted sums of the latent part
+            for (int e = tid; e < H * L; e += NTH) {
+                const int h = e / L, d = e % L;
+                float acc = o[e] * corr[h];
+#pragma unroll 4
+                for (int j = 0; j < cn; j++)
+                    acc = fmaf(sc[h * TR + j], kt[j * D + d], acc);
+                o[e] = acc;
+            }
+            __syncthreads();
+        }
+        if (split) {
+            // part layout: [t][chunk][h][L + 2] (o, then max, sum)
+            float *part = a.part + (((int64_t)t * a.n_split + ch) * HA + h0) * (L + 2);
+            for (int e = tid; e < H * L; e += NTH)
+                part[(e / L) * (L + 2) + e % L] = o[e];
+            for (int h = tid; h < H; h += NTH) {
+                part[h * (L + 2) + L] = mx[h];
+                part[h * (L + 2) + L + 1] = ls[h];
+            }
+        } else {
+            // fold this chunk into the running state (same merge as k_mla_combine)
+            for (int e = tid; e < H * L; e += NTH) {
+                const int h = e / L;
+                float m, ca, cb;
+                s_merge_coef(ma[h], mx[h], &m, &ca, &cb);
+                oa[e] = s_merge(oa[e], ca, o[e], cb);
+            }
+            __syncthreads();
+            for (int h = tid; h < H; h += NTH) {
+                float m, ca, cb;
+                s_merge_coef(ma[h], mx[h], &m, &ca, &cb);
+                la[h] = s_merge(la[h], ca, ls[h], cb);
+                ma[h] = m;
+            }
+        }
+        __syncthreads();
+    }
+    if (!split) {
+        float *out = a.out + ((int64_t)t * HA + h0) * L;
+        for (int e = tid; e < H * L; e += NTH) {
+            float l = la[e / L];
+            out[e] = l > 0.0f ? __fdiv_rn(oa[e], l) : 0.0f;
+        }
+    }
+}
+
+// Folds the chunk partials of one (token, head) in chunk order. Thread 0
+// runs the scalar (max, sum) chain once and leaves each chunk's two merge
+// coefficients in shared memory; then every thread folds its output
+// elements with them. The operations are exactly those of k_mla's in-block
+// fold, so split and unsplit runs agree to the bit.
+__global__ void k_mla_combine(mesh_cu_mla_t a) {
+    extern __shared__ float cf[]; // [2 * n_split + 1]
+    const int t = blockIdx.x, h = blockIdx.y, H = a.n_head, L = a.kv_lora;
+    const int n_ch = (a.toks[t].n_ctx + CH - 1) / CH;
+    const float *base = a.part + (int64_t)t * a.n_split * H * (L + 2) + (int64_t)h * (L + 2);
+    const int64_t cs = (int64_t)H * (L + 2);
+    if (threadIdx.x == 0) {
+        float m = -INFINITY, l = 0.0f;
+        for (int c = 0; c < n_ch; c++) {
+            float mn, ca, cb;
+            s_merge_coef(m, base[c * cs + L], &mn, &ca, &cb);
+            l = s_merge(l, ca, base[c * cs + L + 1], cb);
+            m = mn;
+            cf[2 * c] = ca;
+            cf[2 * c + 1] = cb;
+        }
+        cf[2 * a.n_split] = l;
+    }
+    __syncthreads();
+    const float l = cf[2 * a.n_split];
+    float *out = a.out + ((int64_t)t * H + h) * L;
+    for (int d = threadIdx.x; d < L; d += blockDim.x) {
+        float o = 0.0f;
+#pragma unroll 8
+        for (int c = 0; c < n_ch; c++)
+            o = s_merge(o, cf[2 * c], base[c * cs + d], cf[2 * c + 1]);
+        out[d] = l > 0.0f ? __fdiv_rn(o, l) : 0.0f;
+    }
+}
+
+// Chunks a token may have: the pool's capacity in tokens, in chunks.
+static int s_max_chunks(size_t cache_bytes, int n_layer, int d_kv, uint32_t cache_type) {
+    size_t row = (size_t)n_layer * (size_t)d_kv * (cache_type == 1 ? 2 : 4);
+    size_t toks = row ? cache_bytes / row : 0;
+    return (int)((toks + CH - 1) / CH);
+}
+
+int mesh_cu_mla_splits(int n, size_t cache_bytes, int n_layer, int d_kv, uint32_t cache_type) {
+    int mc = s_max_chunks(cache_bytes, n_layer, d_kv, cache_type);
+    // One block per chunk while the partials stay small (decode); else per token.
+    return mc > 1 && (int64_t)n * mc <= 2048 ? mc : 1;
+}
+
+size_t mesh_cu_mla_part_floats(int n, int n_split, int n_head, int kv_lora) {
+    return n_split <= 1 ? 0 : (size_t)n * (size_t)n_split * (size_t)n_head * (size_t)(kv_lora + 2);
+}
+
+int mesh_cu_mla_setup(void) {
+    int dev = 0, v = 0;
+    if (gpuGetDevice(&dev) != gpuSuccess)
+        return MESH_EBACKEND;
+    if (gpuDeviceGetAttribute(&v, gpuDevAttrMaxSharedMemoryPerBlockOptin, dev) != gpuSuccess)
+        return MESH_EBACKEND;
+    s_smem_optin = v;
+    if (gpuFuncSetAttribute(k_mla, gpuFuncAttributeMaxDynamicSharedMemorySize, v) != gpuSuccess)
+        return MESH_EBACKEND;
+    return 0;
+}
+
+int mesh_cu_mla_attn(gpuStream_t s, const mesh_cu_mla_t *a) {
+    if (a->n <= 0)
+        return 0;
+    size_t smem = s_smem_bytes(a->n_head < HG ? a->n_head : HG, a->d_kv, a->kv_lora);
+    if (smem > (size_t)s_smem_optin)
+        return MESH_EUNSUPPORTED;
+    dim3 grid(a->n, a->n_split > 1 ? a->n_split : 1, (a->n_head + HG - 1) / HG);
+    k_mla<<<grid, NTH, smem, s>>>(*a);
+    if (a->n_split > 1)
+        k_mla_combine<<<dim3(a->n, a->n_head), 256, sizeof(float) * (2 * (size_t)a->n_split + 1),
+                        s>>>(*a);
+    return 0;
+}
