@@ -44,7 +44,9 @@ trap mesh_down EXIT
 
 # In sanitizer builds: no quarantine and free memory handed back at once, so
 # the memory checks see the program, not the allocator; LeakSanitizer on.
-export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=0:thread_local_quarantine_size_kb=0:allocator_release_to_os_interval_ms=0:detect_leaks=1}"
+# Appended to what the caller set (tests/run.sh sets ASAN_OPTIONS): in
+# ASAN_OPTIONS the last setting of a flag wins.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0:thread_local_quarantine_size_kb=0:allocator_release_to_os_interval_ms=0:detect_leaks=1"
 
 s_wait_file() { # file, what
     local i
