@@ -18,6 +18,7 @@
 #define S_CB 48 // tokens per column block (48 rows of x stay in L1/L2)
 
 void mesh__cpu_row_to_f32(uint32_t type, const void *row, float *dst, int64_t k, int simd) {
+    (void)simd; // only the x86 conversions below use it (unused-parameter on arm64)
     switch (type) {
     case MESH_QT_F32:
         memcpy(dst, row, (size_t)k * sizeof(float));

@@ -19,6 +19,10 @@ typedef void (*mesh__gemm_fn)(int64_t k, const void *w, size_t w_row_bytes, int 
 
 // AVX2 kernel for a weight type, or NULL (quant_dot_avx2.c; absent off x86).
 mesh__gemm_fn mesh__gemm_avx2(uint32_t wtype);
+// AVX-512 kernel (quant_dot_avx512.c, x86 only) and NEON kernel
+// (quant_dot_neon.c, arm64 only): NULL where a type has none.
+mesh__gemm_fn mesh__gemm_avx512(uint32_t wtype);
+mesh__gemm_fn mesh__gemm_neon(uint32_t wtype);
 
 // K-quant super-block, reduced to one form: element e has an unsigned code
 // u[e] and an integer scale sc[e/16]; with the activation's q8 values x and
