@@ -48,7 +48,7 @@ $cc $flags -c "$src/engine/quant.c" -o "$work/quant.o"
 $cc $flags -c "$src/engine/quant_ref.c" -o "$work/quant_ref.o"
 $cc $flags -c "$src/common/mesh_err.c" -o "$work/mesh_err.o"
 $cc -o "$work/test_simd_levels" "$work/test_simd_levels.o" "$ok" "$work/quant_dot_neon.o" \
-    "$work/cpu_features.o" "$work/quant.o" "$work/quant_ref.o" "$work/mesh_err.o" -lm -lpthread
+    "$work/matmul_neon.o" "$work/cpu_features.o" "$work/quant.o" "$work/quant_ref.o" "$work/mesh_err.o" -lm -lpthread
 echo "simd_cross.sh: $n kernels/cpu files compile for arm64"
 
 # 3. run it under qemu: NEON must be there and match scalar

@@ -14,6 +14,10 @@
 #include "quant.h"
 #include "quant_dot.h"
 
+#if defined(__aarch64__)
+#include "cpu_impl.h" // the NEON matmul kernels
+#endif
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +136,60 @@ static void s_check(mesh_qtype_t wt, int64_t k, int nr, const mesh_simd_level_t 
     free(xf);
 }
 
+#if defined(__aarch64__)
+// NEON matmul kernels: row conversions bit-identical to the reference
+// converters; the f32 dot tile close to a double reference and the same
+// bits for every row count and batch size.
+static void s_check_matmul_neon(void) {
+    enum { K = 100, NR = 4, NT = 5 };
+    uint16_t h[K], bf[K];
+    float a[K], b[K];
+    for (int i = 0; i < K; i++) {
+        float v = s_gauss() * 3.0f;
+        h[i] = mesh_f32_to_fp16(v);
+        bf[i] = mesh_f32_to_bf16(v);
+    }
+    mesh__cpu_f16_to_f32_neon(h, a, K);
+    mesh_qtype_traits(MESH_QT_F16)->to_float(h, b, K);
+    if (memcmp(a, b, sizeof a))
+        s_fail("f16 row conversion differs", MESH_QT_F16, MESH_SIMD_NEON, K, 1, 0, 0, a[0], b[0]);
+    mesh__cpu_bf16_to_f32_neon(bf, a, K);
+    mesh_qtype_traits(MESH_QT_BF16)->to_float(bf, b, K);
+    if (memcmp(a, b, sizeof a))
+        s_fail("bf16 row conversion differs", MESH_QT_BF16, MESH_SIMD_NEON, K, 1, 0, 0, a[0], b[0]);
+    static const int64_t ks[2] = {96, K}; // no tail, tail of 4
+    for (int kk = 0; kk < 2; kk++) {
+        const int64_t k = ks[kk];
+        float w[NR * K], x[NT * K], y[NT * NR], y1[NR];
+        for (int i = 0; i < NR * K; i++)
+            w[i] = s_gauss();
+        for (int i = 0; i < NT * K; i++)
+            x[i] = s_gauss();
+        mesh__cpu_dot_tile_neon(w, NR, k, x, K, NT, y, NR);
+        for (int t = 0; t < NT; t++)
+            for (int r = 0; r < NR; r++) {
+                double ref = 0, mag = 0;
+                for (int64_t i = 0; i < k; i++) {
+                    ref += (double)w[r * k + i] * x[t * K + i];
+                    mag += fabs((double)w[r * k + i] * x[t * K + i]);
+                }
+                float got = y[t * NR + r];
+                if (!(fabs(got - ref) <= 1e-5 * mag))
+                    s_fail("f32 dot tile too far from reference", MESH_QT_F32, MESH_SIMD_NEON, k,
+                           NT, t, r, got, (float)ref);
+                for (int nr = 1; nr <= NR; nr++) { // rows r < nr, one token alone
+                    if (r >= nr)
+                        continue;
+                    mesh__cpu_dot_tile_neon(w, nr, k, x + t * K, K, 1, y1, NR);
+                    if (memcmp(&y1[r], &got, sizeof got))
+                        s_fail("f32 dot tile batch variance", MESH_QT_F32, MESH_SIMD_NEON, k, nr,
+                               t, r, y1[r], got);
+                }
+            }
+    }
+}
+#endif
+
 int main(int argc, char **argv) {
     mesh_simd_level_t require = MESH_SIMD_COUNT;
     for (int i = 1; i < argc; i++) {
@@ -177,6 +235,12 @@ int main(int argc, char **argv) {
         for (int j = 0; j < 3; j++)
             s_check(wt, ks[j], 13, lvs, nlv);
     }
+#if defined(__aarch64__)
+    if (s_level_present(MESH_SIMD_NEON)) {
+        s_check_matmul_neon();
+        printf("matmul NEON kernels checked\n");
+    }
+#endif
     if (s_failures) {
         fprintf(stderr, "test_simd_levels: %d mismatches\n", s_failures);
         return 1;
