@@ -36,6 +36,9 @@ PKGS_TEST=(libcmocka-dev)
 PKGS_FUZZ=(clang libclang-rt-14-dev)                # libFuzzer + sanitizer runtimes
 PKGS_HTTP_TESTS=(curl ca-certificates "nodejs|node" "npm|npm")  # OpenAI SDK tests use node
 PKGS_METRICS_TESTS=("prometheus|promtool")          # promtool checks /metrics output
+# arm64 cross build + qemu: test_simd_neon_qemu checks the NEON kernels
+PKGS_CROSS_TESTS=("gcc-aarch64-linux-gnu|aarch64-linux-gnu-gcc" libc6-dev-arm64-cross
+                  "qemu-user|qemu-aarch64")
 PKGS_VULKAN=(libvulkan-dev glslc mesa-vulkan-drivers) # optional: --with vulkan
 
 want_vulkan=0
@@ -59,7 +62,7 @@ while [ $# -gt 0 ]; do
 done
 
 entries=("${PKGS_BUILD[@]}" "${PKGS_MESH[@]}" "${PKGS_TEST[@]}" "${PKGS_FUZZ[@]}"
-         "${PKGS_HTTP_TESTS[@]}" "${PKGS_METRICS_TESTS[@]}")
+         "${PKGS_HTTP_TESTS[@]}" "${PKGS_METRICS_TESTS[@]}" "${PKGS_CROSS_TESTS[@]}")
 if [ "$want_vulkan" = 1 ]; then
     entries+=("${PKGS_VULKAN[@]}")
 fi

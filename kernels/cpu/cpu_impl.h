@@ -67,6 +67,11 @@ void mesh__cpu_dot_tile_bf16_avx2(const uint16_t *w, size_t row_stride, int nr, 
                                   int64_t y_stride);
 void mesh__cpu_bf16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
 void mesh__cpu_f16_to_f32_avx2(const uint16_t *src, float *dst, int64_t n);
+// NEON counterparts (matmul_neon.c, arm64 only); the tile takes any k.
+void mesh__cpu_dot_tile_neon(const float *w, int nr, int64_t k, const float *x, int64_t x_stride,
+                             int n, float *y, int64_t y_stride);
+void mesh__cpu_bf16_to_f32_neon(const uint16_t *src, float *dst, int64_t n);
+void mesh__cpu_f16_to_f32_neon(const uint16_t *src, float *dst, int64_t n);
 
 // Fills rows[0..cn) with pointers to cached rows [s0, s0+cn) of one sequence.
 typedef void (*mesh_attn_rows_fn)(void *ctx, int s0, int cn, const float **rows);

@@ -18,6 +18,7 @@
 #define S_CB 48 // tokens per column block (48 rows of x stay in L1/L2)
 
 void mesh__cpu_row_to_f32(uint32_t type, const void *row, float *dst, int64_t k, int simd) {
+    (void)simd; // unused where no SIMD conversion is built
     switch (type) {
     case MESH_QT_F32:
         memcpy(dst, row, (size_t)k * sizeof(float));
@@ -32,6 +33,19 @@ void mesh__cpu_row_to_f32(uint32_t type, const void *row, float *dst, int64_t k,
     case MESH_QT_F16:
         if (simd >= MESH_SIMD_AVX2) {
             mesh__cpu_f16_to_f32_avx2(row, dst, k);
+            return;
+        }
+        break;
+#elif defined(MESH_CPU_ARM64)
+    case MESH_QT_BF16:
+        if (simd == MESH_SIMD_NEON) {
+            mesh__cpu_bf16_to_f32_neon(row, dst, k);
+            return;
+        }
+        break;
+    case MESH_QT_F16:
+        if (simd == MESH_SIMD_NEON) {
+            mesh__cpu_f16_to_f32_neon(row, dst, k);
             return;
         }
         break;
@@ -100,6 +114,11 @@ void mesh__cpu_mm_rows(mesh_cpu_ctx_t *c, const mesh_bweight_t *w, int m, int64_
 #if defined(MESH_CPU_X86)
                 if (c->simd >= MESH_SIMD_AVX2 && k % 8 == 0) {
                     mesh__cpu_dot_tile_avx2(wt, nr, k, xc, x_stride, cn, yc + r, y_stride);
+                    continue;
+                }
+#elif defined(MESH_CPU_ARM64)
+                if (c->simd == MESH_SIMD_NEON) {
+                    mesh__cpu_dot_tile_neon(wt, nr, k, xc, x_stride, cn, yc + r, y_stride);
                     continue;
                 }
 #endif

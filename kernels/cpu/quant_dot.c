@@ -296,6 +296,25 @@ void mesh_cpu_gemm_tile_level(mesh_simd_level_t level, uint32_t wtype, int64_t k
                               int n_cols, float *y, size_t y_col_stride) {
     if (n_rows <= 0 || n_cols <= 0)
         return;
+    // AVX-512 / NEON first (self-contained block: the level names the set,
+    // the CPU must have it; a type without such a kernel goes on below).
+#if defined(MESH_CPU_X86) || defined(MESH_CPU_ARM64)
+    {
+        const mesh_cpu_features_t *fs = mesh_cpu_features();
+#if defined(MESH_CPU_X86)
+        mesh__gemm_fn fn = level == MESH_SIMD_AVX512 && fs->avx2 && fs->fma && fs->f16c &&
+                                   fs->avx512f && fs->avx512bw && fs->avx512vl && fs->avx512dq
+                               ? mesh__gemm_avx512(wtype)
+                               : NULL;
+#else
+        mesh__gemm_fn fn = level == MESH_SIMD_NEON && fs->neon ? mesh__gemm_neon(wtype) : NULL;
+#endif
+        if (fn) {
+            fn(k, w, w_row_bytes, n_rows, x, x_row_bytes, n_cols, y, y_col_stride);
+            return;
+        }
+    }
+#endif
     if (s_avx2_ok(level)) {
         mesh__gemm_fn fn = mesh__gemm_avx2(wtype);
         if (fn) {

@@ -22,6 +22,10 @@ mesh__gemm_fn mesh__gemm_avx2(uint32_t wtype);
 // AVX2 activation quantizer for Q8_0 / Q8_K: the same bytes as the scalar
 // reference (quant_dot_avx2.c; only called when AVX2 is there).
 void mesh__quantize_act_avx2(mesh_qtype_t t, const float *x, void *out, int64_t n);
+// AVX-512 kernel (quant_dot_avx512.c, x86 only) and NEON kernel
+// (quant_dot_neon.c, arm64 only): NULL where a type has none.
+mesh__gemm_fn mesh__gemm_avx512(uint32_t wtype);
+mesh__gemm_fn mesh__gemm_neon(uint32_t wtype);
 
 // K-quant super-block, reduced to one form: element e has an unsigned code
 // u[e] and an integer scale sc[e/16]; with the activation's q8 values x and
