@@ -70,6 +70,8 @@ void mesh_cpu_quantize_act_level(mesh_simd_level_t level, mesh_qtype_t act_type,
         mesh__quantize_act_avx2(act_type, x, out, n);
         return;
     }
+#else
+    (void)level; // no SIMD activation quantizer off x86 yet
 #endif
     const mesh_qtype_traits_t *t = mesh_qtype_traits(act_type);
     t->from_float(x, out, n);
