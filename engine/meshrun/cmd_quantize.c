@@ -3,11 +3,22 @@
 // bf16, ...). Argument handling only; the conversion is engine/quantize.c.
 #include "meshrun.h"
 
+#include "mesh_log.h"
 #include "quantize.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+// The library's own error lines (e.g. the GGUF writer's "cannot create
+// '...': No such file or directory") are kept and appended to our one
+// error line instead of going to stderr as separate lines.
+static char s_detail[512];
+static void s_capture(mesh_log_level_t level, const char *line, void *user) {
+    (void)user;
+    if (level >= MESH_LOG_ERROR)
+        snprintf(s_detail, sizeof s_detail, "%s", line);
+}
 
 static void s_usage(FILE *f) {
     fprintf(f,
@@ -67,9 +78,14 @@ int meshrun_cmd_quantize(int argc, char **argv) {
         return 2;
     }
     char err[512] = "";
+    mesh_log_set_sink(s_capture, NULL);
     int rc = mesh_quantize_file(pos[0], pos[1], pos[2], threads, stdout, err, sizeof err);
+    mesh_log_set_sink(NULL, NULL);
     if (rc) {
-        fprintf(stderr, "meshrun quantize: %s\n", err);
+        if (s_detail[0])
+            fprintf(stderr, "meshrun quantize: %s (%s)\n", err, s_detail);
+        else
+            fprintf(stderr, "meshrun quantize: %s\n", err);
         return 1;
     }
     return 0;

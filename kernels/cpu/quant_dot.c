@@ -45,13 +45,39 @@ size_t mesh_cpu_act_row_size(uint32_t wtype, int64_t k) {
     return mesh_qtype_row_size(a, k);
 }
 
-void mesh_cpu_quantize_act(mesh_qtype_t act_type, const float *x, void *out, int64_t n) {
+static mesh_simd_level_t s_level;
+static pthread_once_t s_level_once = PTHREAD_ONCE_INIT;
+static void s_pick_level(void) { s_level = mesh_cpu_simd_level(); }
+
+static int s_avx2_ok(mesh_simd_level_t level) {
+#if defined(MESH_CPU_X86)
+    const mesh_cpu_features_t *f = mesh_cpu_features();
+    return level >= MESH_SIMD_AVX2 && level != MESH_SIMD_NEON && f->avx2 && f->fma && f->f16c;
+#else
+    (void)level;
+    return 0;
+#endif
+}
+
+void mesh_cpu_quantize_act_level(mesh_simd_level_t level, mesh_qtype_t act_type, const float *x,
+                                 void *out, int64_t n) {
     if (act_type == MESH_QT_F32) {
         memcpy(out, x, (size_t)n * sizeof(float));
         return;
     }
+#if defined(MESH_CPU_X86)
+    if ((act_type == MESH_QT_Q8_0 || act_type == MESH_QT_Q8_K) && s_avx2_ok(level)) {
+        mesh__quantize_act_avx2(act_type, x, out, n);
+        return;
+    }
+#endif
     const mesh_qtype_traits_t *t = mesh_qtype_traits(act_type);
     t->from_float(x, out, n);
+}
+
+void mesh_cpu_quantize_act(mesh_qtype_t act_type, const float *x, void *out, int64_t n) {
+    pthread_once(&s_level_once, s_pick_level);
+    mesh_cpu_quantize_act_level(s_level, act_type, x, out, n);
 }
 
 // ---------------------------------------------------------------- scalar kernels
@@ -270,8 +296,7 @@ void mesh_cpu_gemm_tile_level(mesh_simd_level_t level, uint32_t wtype, int64_t k
                               int n_cols, float *y, size_t y_col_stride) {
     if (n_rows <= 0 || n_cols <= 0)
         return;
-    const mesh_cpu_features_t *f = mesh_cpu_features();
-    if (level >= MESH_SIMD_AVX2 && f->avx2 && f->fma && f->f16c) {
+    if (s_avx2_ok(level)) {
         mesh__gemm_fn fn = mesh__gemm_avx2(wtype);
         if (fn) {
             fn(k, w, w_row_bytes, n_rows, x, x_row_bytes, n_cols, y, y_col_stride);
@@ -280,10 +305,6 @@ void mesh_cpu_gemm_tile_level(mesh_simd_level_t level, uint32_t wtype, int64_t k
     }
     s_gemm_scalar(wtype, k, w, w_row_bytes, n_rows, x, x_row_bytes, n_cols, y, y_col_stride);
 }
-
-static mesh_simd_level_t s_level;
-static pthread_once_t s_level_once = PTHREAD_ONCE_INIT;
-static void s_pick_level(void) { s_level = mesh_cpu_simd_level(); }
 
 void mesh_cpu_gemm_tile(uint32_t wtype, int64_t k, const void *w, size_t w_row_bytes, int n_rows,
                         const void *x, size_t x_row_bytes, int n_cols, float *y,

@@ -42,6 +42,9 @@ size_t mesh_cpu_act_row_size(uint32_t wtype, int64_t k);
 // (F32: a copy). n must be a multiple of the block size (32 for Q8_0, 256
 // for Q8_K). Deterministic: the same x always gives the same bytes.
 void mesh_cpu_quantize_act(mesh_qtype_t act_type, const float *x, void *out, int64_t n);
+// Same with an explicit SIMD level; every level writes the same bytes.
+void mesh_cpu_quantize_act_level(mesh_simd_level_t level, mesh_qtype_t act_type, const float *x,
+                                 void *out, int64_t n);
 
 // For r in [0, n_rows), c in [0, n_cols):
 //   y[c * y_col_stride + r] = dot(weight row r, activation row c)

@@ -19,6 +19,9 @@ typedef void (*mesh__gemm_fn)(int64_t k, const void *w, size_t w_row_bytes, int 
 
 // AVX2 kernel for a weight type, or NULL (quant_dot_avx2.c; absent off x86).
 mesh__gemm_fn mesh__gemm_avx2(uint32_t wtype);
+// AVX2 activation quantizer for Q8_0 / Q8_K: the same bytes as the scalar
+// reference (quant_dot_avx2.c; only called when AVX2 is there).
+void mesh__quantize_act_avx2(mesh_qtype_t t, const float *x, void *out, int64_t n);
 
 // K-quant super-block, reduced to one form: element e has an unsigned code
 // u[e] and an integer scale sc[e/16]; with the activation's q8 values x and

@@ -3,14 +3,15 @@
 // dequantizer (checked against a per-element reading of the published
 // layout, written independently of quant_ref.c's loops), quantize ->
 // dequantize error bounds on random data, f16/bf16 edge cases, and real
-// tensors of the llama.cpp-quantized test models against the bf16 file.
+// tensors of the llama.cpp-quantized test models (read with engine/gguf.c)
+// against the bf16 file, and our quantizer against llama.cpp's on them.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
 #include "quant.h"
-#include "test_quant_gguf.h"
+#include "gguf.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -376,30 +377,29 @@ static const char *s_testdata(void) {
         fail();
         return ""; // not reached: fail() does not return (cmocka does not say so to the compiler)
     }
-    return d;
+    return d ? d : ""; // fail() does not return; this keeps -Wformat-truncation quiet
 }
 
-static void s_open_model(const char *name, tq_gguf_t *g) {
-    char path[1024];
+static mesh_gguf_t *s_open_model(const char *name) {
+    char path[1024], err[256] = "";
     snprintf(path, sizeof path, "%s/glm-tiny/%s", s_testdata(), name);
-    if (tq_open(path, g)) {
-        fprintf(stderr, "cannot read %s (the reference data is required)\n", path);
+    mesh_gguf_t *g = NULL;
+    if (mesh_gguf_open(path, &g, err, sizeof err)) {
+        fprintf(stderr, "cannot read %s: %s (the reference data is required)\n", path, err);
         fail();
     }
+    return g;
 }
 
 // Dequantizes a tensor (any type) into a new f32 array. Caller frees.
-static float *s_tensor_f32(const tq_gguf_t *g, const char *name, uint64_t *n_out, uint32_t *type) {
-    const struct tq_tensor *t = tq_find(g, name);
+static float *s_tensor_f32(const mesh_gguf_t *g, const char *name, uint64_t *n_out, uint32_t *type) {
+    const mesh_gguf_tensor_t *t = mesh_gguf_find_tensor(g, name);
     assert_non_null(t);
-    uint64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-    size_t bytes = mesh_qtype_row_size(t->type, (int64_t)t->ne[0]) * (n / t->ne[0]);
-    const void *p = tq_data(g, t, bytes);
-    assert_non_null(p);
+    uint64_t n = t->n_elements;
+    size_t rb = mesh_qtype_row_size(t->type, (int64_t)t->ne[0]);
     float *y = malloc(n * sizeof(float));
     for (uint64_t r = 0; r < n / t->ne[0]; r++)
-        s_dequant(t->type, (const uint8_t *)p + r * mesh_qtype_row_size(t->type, (int64_t)t->ne[0]),
-                  y + r * t->ne[0], (int64_t)t->ne[0]);
+        s_dequant(t->type, (const uint8_t *)t->data + r * rb, y + r * t->ne[0], (int64_t)t->ne[0]);
     *n_out = n;
     *type = t->type;
     return y;
@@ -416,28 +416,27 @@ static double s_rel_rms(const float *a, const float *ref, uint64_t n) {
 
 static void test_real_tensors(void **st) {
     (void)st;
-    tq_gguf_t bf, q8, q4;
-    s_open_model("tiny-glm.bf16.gguf", &bf);
-    s_open_model("tiny-glm.q8_0.gguf", &q8);
-    s_open_model("tiny-glm.q4_k_m.gguf", &q4);
+    mesh_gguf_t *bf = s_open_model("tiny-glm.bf16.gguf");
+    mesh_gguf_t *q8 = s_open_model("tiny-glm.q8_0.gguf");
+    mesh_gguf_t *q4 = s_open_model("tiny-glm.q4_k_m.gguf");
     const struct {
-        const tq_gguf_t *g;
+        const mesh_gguf_t *g;
         const char *name;
         uint32_t want_type;
         double bound; // relative RMS error against the bf16 weights
     } cases[] = {
-        {&q8, "blk.0.ffn_up.weight", MESH_QT_Q8_0, 0.01},
-        {&q8, "output.weight", MESH_QT_Q8_0, 0.01},
-        {&q4, "output.weight", MESH_QT_Q6_K, 0.03},
-        {&q4, "token_embd.weight", MESH_QT_Q4_K, 0.10},
-        {&q4, "blk.1.ffn_gate_exps.weight", MESH_QT_Q4_K, 0.10},
-        {&q4, "blk.0.attn_output.weight", MESH_QT_Q5_0, 0.05},
-        {&q4, "blk.2.ffn_down_exps.weight", MESH_QT_Q8_0, 0.01},
+        {q8, "blk.0.ffn_up.weight", MESH_QT_Q8_0, 0.01},
+        {q8, "output.weight", MESH_QT_Q8_0, 0.01},
+        {q4, "output.weight", MESH_QT_Q6_K, 0.03},
+        {q4, "token_embd.weight", MESH_QT_Q4_K, 0.10},
+        {q4, "blk.1.ffn_gate_exps.weight", MESH_QT_Q4_K, 0.10},
+        {q4, "blk.0.attn_output.weight", MESH_QT_Q5_0, 0.05},
+        {q4, "blk.2.ffn_down_exps.weight", MESH_QT_Q8_0, 0.01},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint64_t n, nr;
         uint32_t type, rtype;
-        float *ref = s_tensor_f32(&bf, cases[i].name, &nr, &rtype);
+        float *ref = s_tensor_f32(bf, cases[i].name, &nr, &rtype);
         float *got = s_tensor_f32(cases[i].g, cases[i].name, &n, &type);
         assert_int_equal(rtype, MESH_QT_BF16);
         assert_int_equal(type, cases[i].want_type);
@@ -445,7 +444,7 @@ static void test_real_tensors(void **st) {
         double e = s_rel_rms(got, ref, n);
         // Our own quantizer on the same weights must be about as good as llama.cpp's.
         const mesh_qtype_traits_t *t = mesh_qtype_traits(type);
-        const struct tq_tensor *tt = tq_find(cases[i].g, cases[i].name);
+        const mesh_gguf_tensor_t *tt = mesh_gguf_find_tensor(cases[i].g, cases[i].name);
         int64_t row = (int64_t)tt->ne[0];
         size_t rb = mesh_qtype_row_size(type, row);
         uint8_t *q = malloc(rb * (n / (uint64_t)row));
@@ -464,9 +463,9 @@ static void test_real_tensors(void **st) {
         free(ref);
         free(got);
     }
-    tq_close(&bf);
-    tq_close(&q8);
-    tq_close(&q4);
+    mesh_gguf_close(&bf);
+    mesh_gguf_close(&q8);
+    mesh_gguf_close(&q4);
 }
 
 int main(void) {

@@ -201,9 +201,41 @@ static void test_act_types(void **st) {
     }
 }
 
+static void test_act_levels_agree(void **st) {
+    (void)st;
+    if (!s_have_avx2()) {
+        printf("  (no AVX2 on this CPU: only the scalar quantizer exists)\n");
+        return;
+    }
+    enum { N = 1024 };
+    float *x = malloc(sizeof(float) * N);
+    uint8_t a[N / 256 * 292 + N / 32 * 34], b[sizeof a];
+    for (int trial = 0; trial < 50; trial++) {
+        for (int i = 0; i < N; i++)
+            x[i] = s_gauss() * (float)(trial + 1) * 0.1f;
+        if (trial % 5 == 0)
+            for (int i = 0; i < 256; i++)
+                x[i] = 0.0f; // an all-zero block
+        if (trial % 7 == 0)
+            for (int i = 256; i < 512; i += 2)
+                x[i] = (float)((i % 5) - 2) * 0.5f; // exact halves: rounding ties
+        static const mesh_qtype_t at[] = {MESH_QT_Q8_0, MESH_QT_Q8_K};
+        for (int j = 0; j < 2; j++) {
+            size_t bytes = mesh_qtype_row_size(at[j], N);
+            memset(a, 0x55, sizeof a);
+            memset(b, 0xAA, sizeof b);
+            mesh_cpu_quantize_act_level(MESH_SIMD_SCALAR, at[j], x, a, N);
+            mesh_cpu_quantize_act_level(MESH_SIMD_AVX2, at[j], x, b, N);
+            assert_memory_equal(a, b, bytes);
+        }
+    }
+    free(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_act_types),
+        cmocka_unit_test(test_act_levels_agree),
         cmocka_unit_test(test_all_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
