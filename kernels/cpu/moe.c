@@ -125,6 +125,40 @@ static inline float s_silu(float x) {
     return x / (1.0f + expf(-x));
 }
 
+// Work split of the expert phases. Only experts with tokens count (with a
+// split by expert index, top-4 of 64 at batch 1 often put all four chosen
+// experts on one thread). A row tile of an expert with cnt tokens costs
+// S_TILE_COST + cnt (reading the tile's weights ~ a few tokens' arithmetic);
+// each thread takes the tiles whose cost start falls in its equal share.
+// Which thread computes a row never changes the row's result.
+#define S_TILE_COST 4
+
+// Thread ith's cost range [lo, hi) over the active experts (and the shared
+// one, as expert E with all n tokens, when sh_tiles > 0).
+static void s_share(const s_moe_t *s, int64_t tiles, int64_t sh_tiles, int ith, int nth, int64_t *lo,
+                    int64_t *hi) {
+    const int E = s->a->n_expert;
+    int64_t tot = 0;
+    for (int e = 0; e < E; e++) {
+        int cnt = s->start[e + 1] - s->start[e];
+        if (cnt)
+            tot += (S_TILE_COST + cnt) * tiles;
+    }
+    tot += (S_TILE_COST + s->a->n) * sh_tiles;
+    *lo = tot * ith / nth;
+    *hi = tot * (ith + 1) / nth;
+}
+
+// Tiles [j0, j1) of an expert whose tiles start at cost P, cost cu each,
+// whose start cost P + j * cu lies in [lo, hi).
+static void s_units(int64_t P, int64_t cu, int64_t tiles, int64_t lo, int64_t hi, int64_t *j0,
+                    int64_t *j1) {
+    int64_t a = lo <= P ? 0 : (lo - P + cu - 1) / cu;
+    int64_t b = hi <= P ? 0 : (hi - P + cu - 1) / cu;
+    *j0 = a < tiles ? a : tiles;
+    *j1 = b < tiles ? b : tiles;
+}
+
 static void s_moe_task(void *pp, int ith, int nth) {
     s_moe_t *s = pp;
     const mesh_moe_args_t *a = s->a;
@@ -182,15 +216,21 @@ static void s_moe_task(void *pp, int ith, int nth) {
             mesh__cpu_quant_rows(a->up_sh, x, D, n, s->q_us, ith, nth);
         break;
     case S_P_GATE_UP: { // 3. gate/up (+ silu) per expert row tile; shared expert as one more
-        int64_t units = (int64_t)E * ftiles + stiles;
-        int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
-        for (int64_t u = u0; u < u1; u++) {
-            if (u < (int64_t)E * ftiles) {
-                int e = (int)(u / ftiles);
-                int cnt = s->start[e + 1] - s->start[e];
-                if (!cnt)
-                    continue;
-                int64_t r0 = (u % ftiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < F ? r0 + MESH_CPU_MR : F;
+        int64_t lo, hi;
+        s_share(s, ftiles, stiles, ith, nth, &lo, &hi);
+        int64_t P = 0; // cost before the current expert's first tile
+        for (int e = 0; e <= E; e++) {
+            int cnt = e < E ? s->start[e + 1] - s->start[e] : n;
+            int64_t tiles = e < E ? ftiles : stiles;
+            if (!cnt || !tiles)
+                continue;
+            int64_t cu = S_TILE_COST + cnt, j0, j1;
+            s_units(P, cu, tiles, lo, hi, &j0, &j1);
+            P += cu * tiles;
+            if (j0 >= j1)
+                continue;
+            if (e < E) {
+                int64_t r0 = j0 * MESH_CPU_MR, r1 = j1 * MESH_CPU_MR < F ? j1 * MESH_CPU_MR : F;
                 const float *xe = s->xg + (int64_t)s->start[e] * D;
                 float *he = s->hg + (int64_t)s->start[e] * F, *ue = s->ug + (int64_t)s->start[e] * F;
                 s_mm(c, a->gate_exps, e, r0, r1, xe, D,
@@ -201,8 +241,7 @@ static void s_moe_task(void *pp, int ith, int nth) {
                     for (int64_t r = r0; r < r1; r++)
                         he[(int64_t)j * F + r] = s_silu(he[(int64_t)j * F + r]) * ue[(int64_t)j * F + r];
             } else {
-                int64_t r0 = (u - (int64_t)E * ftiles) * MESH_CPU_MR;
-                int64_t r1 = r0 + MESH_CPU_MR < FS ? r0 + MESH_CPU_MR : FS;
+                int64_t r0 = j0 * MESH_CPU_MR, r1 = j1 * MESH_CPU_MR < FS ? j1 * MESH_CPU_MR : FS;
                 s_mm(c, a->gate_sh, 0, r0, r1, x, D, s->q_gs, s->a_gs, n, s->hs, FS, ws);
                 s_mm(c, a->up_sh, 0, r0, r1, x, D, s->q_us, s->a_us, n, s->us, FS, ws);
                 for (int j = 0; j < n; j++)
@@ -218,22 +257,26 @@ static void s_moe_task(void *pp, int ith, int nth) {
         if (s->q_ds)
             mesh__cpu_quant_rows(a->down_sh, s->hs, FS, n, s->q_ds, ith, nth);
         break;
-    case S_P_DOWN: { // 4. down projections
-        int64_t units = (int64_t)E * dtiles + (FS ? dtiles : 0);
-        int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
-        for (int64_t u = u0; u < u1; u++) {
-            int64_t r0 = (u % dtiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < D ? r0 + MESH_CPU_MR : D;
-            if (u < (int64_t)E * dtiles) {
-                int e = (int)(u / dtiles);
-                int cnt = s->start[e + 1] - s->start[e];
-                if (!cnt)
-                    continue;
+    case S_P_DOWN: { // 4. down projections, split like gate/up
+        int64_t lo, hi;
+        s_share(s, dtiles, FS ? dtiles : 0, ith, nth, &lo, &hi);
+        int64_t P = 0;
+        for (int e = 0; e <= E; e++) {
+            int cnt = e < E ? s->start[e + 1] - s->start[e] : (FS ? n : 0);
+            if (!cnt)
+                continue;
+            int64_t cu = S_TILE_COST + cnt, j0, j1;
+            s_units(P, cu, dtiles, lo, hi, &j0, &j1);
+            P += cu * dtiles;
+            if (j0 >= j1)
+                continue;
+            int64_t r0 = j0 * MESH_CPU_MR, r1 = j1 * MESH_CPU_MR < D ? j1 * MESH_CPU_MR : D;
+            if (e < E)
                 s_mm(c, a->down_exps, e, r0, r1, s->hg + (int64_t)s->start[e] * F, F,
                      s->q_dh ? s->q_dh + (size_t)s->start[e] * s->a_dh : NULL, s->a_dh, cnt,
                      s->yg + (int64_t)s->start[e] * D, D, ws);
-            } else {
+            else
                 s_mm(c, a->down_sh, 0, r0, r1, s->hs, FS, s->q_ds, s->a_ds, n, s->ys, D, ws);
-            }
         }
         break;
     }
