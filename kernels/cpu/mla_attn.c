@@ -30,11 +30,20 @@ typedef struct {
 static void s_get_rows(void *p, int s0, int cn, const float **rows) {
     s_rows_ctx_t *r = p;
     const mesh_mla_args_t *a = r->a;
-    for (int j = 0; j < cn; j++) {
-        int s = s0 + j;
-        size_t idx = ((size_t)r->tab[s / a->block_tokens] * (size_t)a->n_layer + (size_t)a->layer) *
-                         (size_t)a->block_tokens + (size_t)(s % a->block_tokens);
-        const uint8_t *row = r->cache + idx * (size_t)a->d_kv * r->esz;
+    // Rows of one cache block are contiguous: one table lookup per block.
+    const size_t rb = (size_t)a->d_kv * r->esz;
+    const uint8_t *row = NULL;
+    int in = s0 % a->block_tokens; // row within its block
+    for (int j = 0; j < cn; j++, in++) {
+        if (in == a->block_tokens)
+            in = 0;
+        if (j == 0 || in == 0) {
+            size_t idx = ((size_t)r->tab[(s0 + j) / a->block_tokens] * (size_t)a->n_layer +
+                          (size_t)a->layer) * (size_t)a->block_tokens + (size_t)in;
+            row = r->cache + idx * rb;
+        } else {
+            row += rb;
+        }
         if (r->esz == 2) {
             float *d = r->tmp + (int64_t)j * a->d_kv;
             const uint16_t *hr = (const uint16_t *)row;
