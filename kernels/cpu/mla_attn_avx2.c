@@ -105,8 +105,12 @@ static inline void s_scores2(const float *qa, const float *qb, const float *cons
 }
 
 // oh += sum_j p_j rows[j][:kv_lora], 64 dims at a time in registers.
-static inline void s_acc1(float *oh, const float *p, const float *const *rows, int cn, int kv_lora) {
+// Also *l += p_j in j order, inside the first block's loop: a serial add
+// chain that would otherwise stall on its own latency.
+static inline void s_acc1(float *oh, const float *p, const float *const *rows, int cn, int kv_lora,
+                          float *l) {
     int i0 = 0;
+    float ls = *l;
     for (; i0 + 64 <= kv_lora; i0 += 64) {
         __m256 o0 = _mm256_loadu_ps(oh + i0), o1 = _mm256_loadu_ps(oh + i0 + 8),
                o2 = _mm256_loadu_ps(oh + i0 + 16), o3 = _mm256_loadu_ps(oh + i0 + 24),
@@ -115,6 +119,8 @@ static inline void s_acc1(float *oh, const float *p, const float *const *rows, i
         for (int j = 0; j < cn; j++) {
             __m256 vp = _mm256_set1_ps(p[j]);
             const float *cr = rows[j] + i0;
+            if (i0 == 0)
+                ls += p[j];
             o0 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr), o0);
             o1 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + 8), o1);
             o2 = _mm256_fmadd_ps(vp, _mm256_loadu_ps(cr + 16), o2);
@@ -135,15 +141,20 @@ static inline void s_acc1(float *oh, const float *p, const float *const *rows, i
     }
     for (; i0 < kv_lora; i0 += 8) {
         __m256 o0 = _mm256_loadu_ps(oh + i0);
-        for (int j = 0; j < cn; j++)
+        for (int j = 0; j < cn; j++) {
             o0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(rows[j] + i0), o0);
+            if (i0 == 0)
+                ls += p[j];
+        }
         _mm256_storeu_ps(oh + i0, o0);
     }
+    *l = ls;
 }
 
 // Two heads at once, 32 dims x 2 heads in registers (kv_lora % 32 == 0).
 static inline void s_acc2(float *oa, float *ob, const float *pa, const float *pb,
-                          const float *const *rows, int cn, int kv_lora) {
+                          const float *const *rows, int cn, int kv_lora, float *la, float *lb) {
+    float sa = *la, sb = *lb;
     for (int i0 = 0; i0 < kv_lora; i0 += 32) {
         __m256 a0 = _mm256_loadu_ps(oa + i0), a1 = _mm256_loadu_ps(oa + i0 + 8),
                a2 = _mm256_loadu_ps(oa + i0 + 16), a3 = _mm256_loadu_ps(oa + i0 + 24),
@@ -152,6 +163,10 @@ static inline void s_acc2(float *oa, float *ob, const float *pa, const float *pb
         for (int j = 0; j < cn; j++) {
             __m256 va = _mm256_set1_ps(pa[j]), vb = _mm256_set1_ps(pb[j]), cv;
             const float *cr = rows[j] + i0;
+            if (i0 == 0) {
+                sa += pa[j];
+                sb += pb[j];
+            }
             cv = _mm256_loadu_ps(cr);
             a0 = _mm256_fmadd_ps(va, cv, a0);
             b0 = _mm256_fmadd_ps(vb, cv, b0);
@@ -174,6 +189,8 @@ static inline void s_acc2(float *oa, float *ob, const float *pa, const float *pb
         _mm256_storeu_ps(ob + i0 + 16, b2);
         _mm256_storeu_ps(ob + i0 + 24, b3);
     }
+    *la = sa;
+    *lb = sb;
 }
 
 void mesh__cpu_attn_heads_avx2(const float *q, int nh, int64_t q_head, float *o, int64_t o_head,
@@ -201,9 +218,17 @@ void mesh__cpu_attn_heads_avx2(const float *q, int nh, int64_t q_head, float *o,
             s_scores1(q + h * q_head, rows, 0, cn, d_kv, scale, sc[h]);
         for (h = 0; h < nh; h++) {
             float *oh = o + h * o_head, *sh = sc[h];
-            float cmax = -INFINITY;
-            for (int j = 0; j < cn; j++)
-                cmax = sh[j] > cmax ? sh[j] : cmax;
+            // max is exact in any order; max_ps(x, acc) keeps acc for a NaN
+            // x, as the scalar compare did.
+            for (int j = cn; j < ((cn + 7) & ~7); j++)
+                sh[j] = -INFINITY;
+            __m256 vm = _mm256_set1_ps(-INFINITY);
+            for (int j = 0; j < cn; j += 8)
+                vm = _mm256_max_ps(_mm256_loadu_ps(sh + j), vm);
+            float mv[8], cmax = -INFINITY;
+            _mm256_storeu_ps(mv, vm);
+            for (int j = 0; j < 8; j++)
+                cmax = mv[j] > cmax ? mv[j] : cmax;
             float nm = cmax > m[h] ? cmax : m[h];
             float rs = expf(m[h] - nm);
             l[h] *= rs;
@@ -212,13 +237,9 @@ void mesh__cpu_attn_heads_avx2(const float *q, int nh, int64_t q_head, float *o,
                 for (int i = 0; i < kv_lora; i += 8)
                     _mm256_storeu_ps(oh + i, _mm256_mul_ps(_mm256_loadu_ps(oh + i), vr));
             }
-            for (int j = cn; j < ((cn + 7) & ~7); j++)
-                sh[j] = -INFINITY;
             __m256 vnm = _mm256_set1_ps(nm);
             for (int j = 0; j < cn; j += 8)
                 _mm256_storeu_ps(sh + j, s_exp(_mm256_sub_ps(_mm256_loadu_ps(sh + j), vnm)));
-            for (int j = 0; j < cn; j++)
-                l[h] += sh[j];
             m[h] = nm;
         }
         // o += p_j c_j: head pairs share each cache row load (32 latent dims
@@ -227,9 +248,10 @@ void mesh__cpu_attn_heads_avx2(const float *q, int nh, int64_t q_head, float *o,
         h = 0;
         if (kv_lora % 32 == 0)
             for (; h + 2 <= nh; h += 2)
-                s_acc2(o + h * o_head, o + (h + 1) * o_head, sc[h], sc[h + 1], rows, cn, kv_lora);
+                s_acc2(o + h * o_head, o + (h + 1) * o_head, sc[h], sc[h + 1], rows, cn, kv_lora, &l[h],
+                       &l[h + 1]);
         for (; h < nh; h++)
-            s_acc1(o + h * o_head, sc[h], rows, cn, kv_lora);
+            s_acc1(o + h * o_head, sc[h], rows, cn, kv_lora, &l[h]);
     }
     for (int h = 0; h < nh; h++) {
         __m256 inv = _mm256_set1_ps(l[h] > 0 ? 1.0f / l[h] : 0.0f);
