@@ -38,6 +38,31 @@ static inline __m256 s_exp(__m256 x) {
 
 #define S_CHUNK 64
 
+// Eight s_hsum at once, each with s_hsum's exact pairing
+// ((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7)) (operands only commuted, which is
+// exact): returns [A0, A1, A2, A3, B0, B1, B2, B3].
+static inline __m256 s_hsum8(__m256 A0, __m256 B0, __m256 A1, __m256 B1, __m256 A2, __m256 B2,
+                             __m256 A3, __m256 B3) {
+    // per pair: [A_lo + A_hi, B_lo + B_hi] = [sA0..sA3, sB0..sB3]
+    __m256 s0 = _mm256_add_ps(_mm256_permute2f128_ps(A0, B0, 0x20), _mm256_permute2f128_ps(A0, B0, 0x31));
+    __m256 s1 = _mm256_add_ps(_mm256_permute2f128_ps(A1, B1, 0x20), _mm256_permute2f128_ps(A1, B1, 0x31));
+    __m256 s2 = _mm256_add_ps(_mm256_permute2f128_ps(A2, B2, 0x20), _mm256_permute2f128_ps(A2, B2, 0x31));
+    __m256 s3 = _mm256_add_ps(_mm256_permute2f128_ps(A3, B3, 0x20), _mm256_permute2f128_ps(A3, B3, 0x31));
+    // lane 0 of each half: (s0 + s2) + (s1 + s3)
+#define S_RED(v)                                                                                   \
+    do {                                                                                           \
+        v = _mm256_add_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(1, 0, 3, 2)));                    \
+        v = _mm256_add_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));                    \
+    } while (0)
+    S_RED(s0);
+    S_RED(s1);
+    S_RED(s2);
+    S_RED(s3);
+#undef S_RED
+    __m256 u = _mm256_unpacklo_ps(s0, s1), w = _mm256_unpacklo_ps(s2, s3);
+    return _mm256_shuffle_ps(u, w, _MM_SHUFFLE(1, 0, 1, 0));
+}
+
 // Scores of one head against rows [j0, cn).
 static inline void s_scores1(const float *qh, const float *const *rows, int j0, int cn, int d_kv,
                              float scale, float *sc) {
@@ -91,14 +116,9 @@ static inline void s_scores2(const float *qa, const float *qb, const float *cons
             a3 = _mm256_fmadd_ps(qva, rv, a3);
             b3 = _mm256_fmadd_ps(qvb, rv, b3);
         }
-        sa[j] = s_hsum(a0) * scale;
-        sa[j + 1] = s_hsum(a1) * scale;
-        sa[j + 2] = s_hsum(a2) * scale;
-        sa[j + 3] = s_hsum(a3) * scale;
-        sb[j] = s_hsum(b0) * scale;
-        sb[j + 1] = s_hsum(b1) * scale;
-        sb[j + 2] = s_hsum(b2) * scale;
-        sb[j + 3] = s_hsum(b3) * scale;
+        __m256 r = _mm256_mul_ps(s_hsum8(a0, b0, a1, b1, a2, b2, a3, b3), _mm256_set1_ps(scale));
+        _mm_storeu_ps(sa + j, _mm256_castps256_ps128(r));
+        _mm_storeu_ps(sb + j, _mm256_extractf128_ps(r, 1));
     }
     s_scores1(qa, rows, j, cn, d_kv, scale, sa);
     s_scores1(qb, rows, j, cn, d_kv, scale, sb);
