@@ -53,6 +53,8 @@ struct mesh_tp {
     _Atomic int waiters;       // threads asleep on done_cv or bar_cv
     int late_runs;             // consecutive runs where workers were not running yet
     int solo_left;             // runs still to do on the caller alone (backoff)
+    int solo_len;              // length of the next solo stretch (doubles while it keeps recurring)
+    int ontime_runs;           // consecutive runs where the workers kept up
 };
 
 // Backoff on an oversubscribed machine: when for S_LATE_RUNS runs in a row
@@ -60,9 +62,16 @@ struct mesh_tp {
 // S_LATE_NS), the workers are not getting CPU time and every op would wait a
 // scheduler time slice for them; the next S_SOLO_RUNS runs then use the
 // caller alone. Results do not depend on the thread count, only the speed.
+// Each time the workers are late again right after a solo stretch, the next
+// stretch is twice as long (up to S_SOLO_MAX runs): every probe of a busy
+// machine costs S_LATE_RUNS waits of a time slice, which at batch 1 (about
+// a hundred runs per token) outweighed the gain from a second thread. After
+// S_ONTIME_RESET on-time runs the stretch length starts over.
 #define S_LATE_NS 20000
 #define S_LATE_RUNS 4
 #define S_SOLO_RUNS 1024
+#define S_SOLO_MAX (1 << 17)
+#define S_ONTIME_RESET 4096
 
 // Spins, then sleeps until *word != val (seq_cst pairs with s_notify).
 static void s_wait_change_u(mesh_tp_t *tp, _Atomic unsigned *word, unsigned val,
@@ -132,6 +141,7 @@ int mesh_tp_new(int n_threads, mesh_tp_t **out) {
     if (!tp)
         return MESH_ENOMEM;
     tp->n = n_threads;
+    tp->solo_len = S_SOLO_RUNS;
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
     pthread_cond_init(&tp->done_cv, NULL);
@@ -231,12 +241,16 @@ void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
     s_wait_done(tp);
     int64_t t2 = s_now_ns();
     if (t2 - t1 > (t1 - t0) + S_LATE_NS) {
+        tp->ontime_runs = 0;
         if (++tp->late_runs >= S_LATE_RUNS) {
             tp->late_runs = 0;
-            tp->solo_left = S_SOLO_RUNS;
+            tp->solo_left = tp->solo_len;
+            tp->solo_len = tp->solo_len < S_SOLO_MAX / 2 ? tp->solo_len * 2 : S_SOLO_MAX;
         }
     } else {
         tp->late_runs = 0;
+        if (++tp->ontime_runs >= S_ONTIME_RESET)
+            tp->solo_len = S_SOLO_RUNS;
     }
 }
 
