@@ -140,7 +140,20 @@ int mesh__cpu_mla_attn(void *ctx, const mesh_mla_args_t *a) {
     mesh_cpu_ctx_t *c = ctx;
     if ((int64_t)S_CHUNK * a->d_kv > c->tcap)
         return MESH_EUNSUPPORTED; // latent rows wider than the scratch allows
-    s_attn_args_t aa = {c, a, a->n >= 2 * c->n_threads ? MESH_ATTN_MAX_GROUP : 1};
+    // Few tokens: the largest even group of heads that still splits evenly
+    // over the threads (the AVX2 loop works on head pairs), else one head.
+    int grp = MESH_ATTN_MAX_GROUP;
+    if (a->n < 2 * c->n_threads) {
+        grp = 1;
+        for (int g = a->n_head / c->n_threads; g >= 2; g--) {
+            int units = a->n * ((a->n_head + g - 1) / g);
+            if (g % 2 == 0 && g <= MESH_ATTN_MAX_GROUP && units % c->n_threads == 0) {
+                grp = g;
+                break;
+            }
+        }
+    }
+    s_attn_args_t aa = {c, a, grp};
     int64_t work = (int64_t)a->n * a->n_head;
     mesh_tp_run_n(c->tp, work < 2 ? 1 : c->n_threads, s_attn_task, &aa);
     return 0;

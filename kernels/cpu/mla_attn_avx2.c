@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-// AVX2/FMA inner loop of the MLA absorbed attention: one (token, head) over
-// its sequence's cached rows, in chunks with running max/sum. Vector dot
-// products, a vector exp (Cephes-style polynomial, ~2 ulp) and vector
-// accumulation of the latents. Same contract as the scalar loop in
-// mla_attn.c; needs d_kv and kv_lora multiples of 8.
+// AVX2/FMA inner loop of the MLA absorbed attention: one token's group of
+// heads over its sequence's cached rows, in chunks with running max/sum.
+// Vector dot products (two heads per cache row load), a vector exp
+// (Cephes-style polynomial, ~2 ulp) and vector accumulation of the latents.
+// Every head's arithmetic is the same whatever the group, so the grouping
+// never changes results. Same contract as the scalar loop in mla_attn.c;
+// needs d_kv and kv_lora multiples of 8.
 #include "cpu_impl.h"
 
 #include <immintrin.h>
