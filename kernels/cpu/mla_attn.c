@@ -30,11 +30,20 @@ typedef struct {
 static void s_get_rows(void *p, int s0, int cn, const float **rows) {
     s_rows_ctx_t *r = p;
     const mesh_mla_args_t *a = r->a;
-    for (int j = 0; j < cn; j++) {
-        int s = s0 + j;
-        size_t idx = ((size_t)r->tab[s / a->block_tokens] * (size_t)a->n_layer + (size_t)a->layer) *
-                         (size_t)a->block_tokens + (size_t)(s % a->block_tokens);
-        const uint8_t *row = r->cache + idx * (size_t)a->d_kv * r->esz;
+    // Rows of one cache block are contiguous: one table lookup per block.
+    const size_t rb = (size_t)a->d_kv * r->esz;
+    const uint8_t *row = NULL;
+    int in = s0 % a->block_tokens; // row within its block
+    for (int j = 0; j < cn; j++, in++) {
+        if (in == a->block_tokens)
+            in = 0;
+        if (j == 0 || in == 0) {
+            size_t idx = ((size_t)r->tab[(s0 + j) / a->block_tokens] * (size_t)a->n_layer +
+                          (size_t)a->layer) * (size_t)a->block_tokens + (size_t)in;
+            row = r->cache + idx * rb;
+        } else {
+            row += rb;
+        }
         if (r->esz == 2) {
             float *d = r->tmp + (int64_t)j * a->d_kv;
             const uint16_t *hr = (const uint16_t *)row;
@@ -131,7 +140,20 @@ int mesh__cpu_mla_attn(void *ctx, const mesh_mla_args_t *a) {
     mesh_cpu_ctx_t *c = ctx;
     if ((int64_t)S_CHUNK * a->d_kv > c->tcap)
         return MESH_EUNSUPPORTED; // latent rows wider than the scratch allows
-    s_attn_args_t aa = {c, a, a->n >= 2 * c->n_threads ? MESH_ATTN_MAX_GROUP : 1};
+    // Few tokens: the largest even group of heads that still splits evenly
+    // over the threads (the AVX2 loop works on head pairs), else one head.
+    int grp = MESH_ATTN_MAX_GROUP;
+    if (a->n < 2 * c->n_threads) {
+        grp = 1;
+        for (int g = a->n_head / c->n_threads; g >= 2; g--) {
+            int units = a->n * ((a->n_head + g - 1) / g);
+            if (g % 2 == 0 && g <= MESH_ATTN_MAX_GROUP && units % c->n_threads == 0) {
+                grp = g;
+                break;
+            }
+        }
+    }
+    s_attn_args_t aa = {c, a, grp};
     int64_t work = (int64_t)a->n * a->n_head;
     mesh_tp_run_n(c->tp, work < 2 ? 1 : c->n_threads, s_attn_task, &aa);
     return 0;

@@ -3,8 +3,8 @@
 // each; the small ones on the caller alone):
 //   1. router logits, gating (sigmoid/softmax), top-k by score + selection
 //      bias, weights (unbiased scores, optionally normalised, scaled);
-//   2. group (token, k) pairs by expert (counting sort, thread 0) and gather
-//      the tokens' rows per expert;
+//   2. group (token, k) pairs by expert (counting sort, thread 0), quantize
+//      each token's row once, and gather the quantized rows per expert;
 //   3. gate/up + SwiGLU per expert over its whole group (a gemm), plus the
 //      shared expert over all tokens; work units are row tiles;
 //   4. down projections likewise;
@@ -37,6 +37,11 @@ typedef struct {
     float *ys;       // [n][n_embd]
     // Quantized activations for fused weights (NULL: that weight uses f32 rows).
     uint8_t *q_gx, *q_ux, *q_dh, *q_gs, *q_us, *q_ds;
+    // Each token's input quantized once ([n] rows for gate_exps' / up_exps'
+    // format), then gathered per (token, k) pair: quantizing the gathered rows
+    // would repeat the same work n_used times.
+    uint8_t *q_tg, *q_tu;
+    bool own_gs, own_us; // shared expert inputs need their own quantization
     size_t a_gx, a_ux, a_dh, a_gs, a_us, a_ds; // their row bytes
     int phase;       // S_P_* being run
 } s_moe_t;
@@ -125,6 +130,40 @@ static inline float s_silu(float x) {
     return x / (1.0f + expf(-x));
 }
 
+// Work split of the expert phases. Only experts with tokens count (with a
+// split by expert index, top-4 of 64 at batch 1 often put all four chosen
+// experts on one thread). A row tile of an expert with cnt tokens costs
+// S_TILE_COST + cnt (reading the tile's weights ~ a few tokens' arithmetic);
+// each thread takes the tiles whose cost start falls in its equal share.
+// Which thread computes a row never changes the row's result.
+#define S_TILE_COST 4
+
+// Thread ith's cost range [lo, hi) over the active experts (and the shared
+// one, as expert E with all n tokens, when sh_tiles > 0).
+static void s_share(const s_moe_t *s, int64_t tiles, int64_t sh_tiles, int ith, int nth, int64_t *lo,
+                    int64_t *hi) {
+    const int E = s->a->n_expert;
+    int64_t tot = 0;
+    for (int e = 0; e < E; e++) {
+        int cnt = s->start[e + 1] - s->start[e];
+        if (cnt)
+            tot += (S_TILE_COST + cnt) * tiles;
+    }
+    tot += (S_TILE_COST + s->a->n) * sh_tiles;
+    *lo = tot * ith / nth;
+    *hi = tot * (ith + 1) / nth;
+}
+
+// Tiles [j0, j1) of an expert whose tiles start at cost P, cost cu each,
+// whose start cost P + j * cu lies in [lo, hi).
+static void s_units(int64_t P, int64_t cu, int64_t tiles, int64_t lo, int64_t hi, int64_t *j0,
+                    int64_t *j1) {
+    int64_t a = lo <= P ? 0 : (lo - P + cu - 1) / cu;
+    int64_t b = hi <= P ? 0 : (hi - P + cu - 1) / cu;
+    *j0 = a < tiles ? a : tiles;
+    *j1 = b < tiles ? b : tiles;
+}
+
 static void s_moe_task(void *pp, int ith, int nth) {
     s_moe_t *s = pp;
     const mesh_moe_args_t *a = s->a;
@@ -166,31 +205,44 @@ static void s_moe_task(void *pp, int ith, int nth) {
         }
         break;
     }
-    case S_P_GATHER:
-        for (int p = (int)((int64_t)n * K * ith / nth); p < (int)((int64_t)n * K * (ith + 1) / nth); p++)
-            memcpy(s->xg + (int64_t)p * D, x + (int64_t)(s->pair[p] / K) * D, sizeof(float) * (size_t)D);
+    case S_P_GATHER: // f32 rows only for a weight without the fused path
+        for (int p = (int)((int64_t)n * K * ith / nth); p < (int)((int64_t)n * K * (ith + 1) / nth); p++) {
+            int64_t t = s->pair[p] / K;
+            if (!s->q_gx || !s->q_ux)
+                memcpy(s->xg + (int64_t)p * D, x + t * D, sizeof(float) * (size_t)D);
+            if (s->q_gx)
+                memcpy(s->q_gx + (size_t)p * s->a_gx, s->q_tg + (size_t)t * s->a_gx, s->a_gx);
+            if (s->q_ux && s->q_ux != s->q_gx)
+                memcpy(s->q_ux + (size_t)p * s->a_ux, s->q_tu + (size_t)t * s->a_ux, s->a_ux);
+        }
         break;
     case S_P_QUANT_IN:
-        // Each input row is quantized once for its weight's activation format.
+        // Each token's row is quantized once per activation format in use.
         if (s->q_gx)
-            mesh__cpu_quant_rows(a->gate_exps, s->xg, D, n * K, s->q_gx, ith, nth);
-        if (s->q_ux && s->q_ux != s->q_gx)
-            mesh__cpu_quant_rows(a->up_exps, s->xg, D, n * K, s->q_ux, ith, nth);
-        if (s->q_gs)
+            mesh__cpu_quant_rows(a->gate_exps, x, D, n, s->q_tg, ith, nth);
+        if (s->q_ux && s->q_tu != s->q_tg)
+            mesh__cpu_quant_rows(a->up_exps, x, D, n, s->q_tu, ith, nth);
+        if (s->own_gs)
             mesh__cpu_quant_rows(a->gate_sh, x, D, n, s->q_gs, ith, nth);
-        if (s->q_us && s->q_us != s->q_gs)
+        if (s->own_us)
             mesh__cpu_quant_rows(a->up_sh, x, D, n, s->q_us, ith, nth);
         break;
     case S_P_GATE_UP: { // 3. gate/up (+ silu) per expert row tile; shared expert as one more
-        int64_t units = (int64_t)E * ftiles + stiles;
-        int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
-        for (int64_t u = u0; u < u1; u++) {
-            if (u < (int64_t)E * ftiles) {
-                int e = (int)(u / ftiles);
-                int cnt = s->start[e + 1] - s->start[e];
-                if (!cnt)
-                    continue;
-                int64_t r0 = (u % ftiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < F ? r0 + MESH_CPU_MR : F;
+        int64_t lo, hi;
+        s_share(s, ftiles, stiles, ith, nth, &lo, &hi);
+        int64_t P = 0; // cost before the current expert's first tile
+        for (int e = 0; e <= E; e++) {
+            int cnt = e < E ? s->start[e + 1] - s->start[e] : n;
+            int64_t tiles = e < E ? ftiles : stiles;
+            if (!cnt || !tiles)
+                continue;
+            int64_t cu = S_TILE_COST + cnt, j0, j1;
+            s_units(P, cu, tiles, lo, hi, &j0, &j1);
+            P += cu * tiles;
+            if (j0 >= j1)
+                continue;
+            if (e < E) {
+                int64_t r0 = j0 * MESH_CPU_MR, r1 = j1 * MESH_CPU_MR < F ? j1 * MESH_CPU_MR : F;
                 const float *xe = s->xg + (int64_t)s->start[e] * D;
                 float *he = s->hg + (int64_t)s->start[e] * F, *ue = s->ug + (int64_t)s->start[e] * F;
                 s_mm(c, a->gate_exps, e, r0, r1, xe, D,
@@ -201,8 +253,7 @@ static void s_moe_task(void *pp, int ith, int nth) {
                     for (int64_t r = r0; r < r1; r++)
                         he[(int64_t)j * F + r] = s_silu(he[(int64_t)j * F + r]) * ue[(int64_t)j * F + r];
             } else {
-                int64_t r0 = (u - (int64_t)E * ftiles) * MESH_CPU_MR;
-                int64_t r1 = r0 + MESH_CPU_MR < FS ? r0 + MESH_CPU_MR : FS;
+                int64_t r0 = j0 * MESH_CPU_MR, r1 = j1 * MESH_CPU_MR < FS ? j1 * MESH_CPU_MR : FS;
                 s_mm(c, a->gate_sh, 0, r0, r1, x, D, s->q_gs, s->a_gs, n, s->hs, FS, ws);
                 s_mm(c, a->up_sh, 0, r0, r1, x, D, s->q_us, s->a_us, n, s->us, FS, ws);
                 for (int j = 0; j < n; j++)
@@ -218,22 +269,26 @@ static void s_moe_task(void *pp, int ith, int nth) {
         if (s->q_ds)
             mesh__cpu_quant_rows(a->down_sh, s->hs, FS, n, s->q_ds, ith, nth);
         break;
-    case S_P_DOWN: { // 4. down projections
-        int64_t units = (int64_t)E * dtiles + (FS ? dtiles : 0);
-        int64_t u0 = units * ith / nth, u1 = units * (ith + 1) / nth;
-        for (int64_t u = u0; u < u1; u++) {
-            int64_t r0 = (u % dtiles) * MESH_CPU_MR, r1 = r0 + MESH_CPU_MR < D ? r0 + MESH_CPU_MR : D;
-            if (u < (int64_t)E * dtiles) {
-                int e = (int)(u / dtiles);
-                int cnt = s->start[e + 1] - s->start[e];
-                if (!cnt)
-                    continue;
+    case S_P_DOWN: { // 4. down projections, split like gate/up
+        int64_t lo, hi;
+        s_share(s, dtiles, FS ? dtiles : 0, ith, nth, &lo, &hi);
+        int64_t P = 0;
+        for (int e = 0; e <= E; e++) {
+            int cnt = e < E ? s->start[e + 1] - s->start[e] : (FS ? n : 0);
+            if (!cnt)
+                continue;
+            int64_t cu = S_TILE_COST + cnt, j0, j1;
+            s_units(P, cu, dtiles, lo, hi, &j0, &j1);
+            P += cu * dtiles;
+            if (j0 >= j1)
+                continue;
+            int64_t r0 = j0 * MESH_CPU_MR, r1 = j1 * MESH_CPU_MR < D ? j1 * MESH_CPU_MR : D;
+            if (e < E)
                 s_mm(c, a->down_exps, e, r0, r1, s->hg + (int64_t)s->start[e] * F, F,
                      s->q_dh ? s->q_dh + (size_t)s->start[e] * s->a_dh : NULL, s->a_dh, cnt,
                      s->yg + (int64_t)s->start[e] * D, D, ws);
-            } else {
+            else
                 s_mm(c, a->down_sh, 0, r0, r1, s->hs, FS, s->q_ds, s->a_ds, n, s->ys, D, ws);
-            }
         }
         break;
     }
@@ -295,34 +350,56 @@ int mesh__cpu_moe(void *ctx, const mesh_moe_args_t *a) {
     s.a_gs = s_arow(sh_g);
     s.a_us = s_arow(sh_u);
     s.a_ds = s_arow(sh_d);
-    size_t sz[6] = {s.a_gx * p, s.a_ux * p, s.a_dh * p, s.a_gs * n, s.a_us * n, s.a_ds * n};
+    // 0-5: gathered gate/up inputs, down inputs, shared gate/up/down inputs;
+    // 6-7: per-token gate/up inputs (gathered into 0-1).
+    size_t sz[8] = {s.a_gx * p, s.a_ux * p, s.a_dh * p, s.a_gs * n, s.a_us * n, s.a_ds * n,
+                    s.a_gx * n, s.a_ux * n};
+    const mesh_qtype_t tg = sz[0] ? mesh_cpu_act_type(a->gate_exps->type) : MESH_QT_COUNT,
+                       tu = sz[1] ? mesh_cpu_act_type(a->up_exps->type) : MESH_QT_COUNT;
     // gate and up share one buffer when their activation formats agree
-    bool share_x = sz[0] && mesh_cpu_act_type(a->gate_exps->type) == mesh_cpu_act_type(a->up_exps->type);
+    bool share_x = sz[0] && tg == tu;
     bool share_s = sz[3] && sz[4] && mesh_cpu_act_type(sh_g->type) == mesh_cpu_act_type(sh_u->type);
-    size_t tot = 0, off[6];
-    for (int i = 0; i < 6; i++) {
+    // The shared expert reads the per-token rows when its format matches
+    // (same k, same format: the same bytes).
+    const mesh_qtype_t tsg = sz[3] ? mesh_cpu_act_type(sh_g->type) : MESH_QT_COUNT,
+                       tsu = sz[4] ? mesh_cpu_act_type(sh_u->type) : MESH_QT_COUNT;
+    bool gs_tok = sz[3] && (tsg == tg || tsg == tu), us_tok = sz[4] && (tsu == tg || tsu == tu);
+    size_t tot = 0, off[8];
+    for (int i = 0; i < 8; i++) {
         off[i] = tot;
-        if (!((i == 1 && share_x) || (i == 4 && share_s)))
+        bool skip = ((i == 1 || i == 7) && share_x) || (i == 3 && gs_tok) ||
+                    (i == 4 && (us_tok || share_s));
+        if (!skip)
             tot += (sz[i] + 63) & ~(size_t)63;
     }
     int rc = mesh__cpu_act_reserve(c, tot);
     if (rc)
         return rc;
-    uint8_t **qs[6] = {&s.q_gx, &s.q_ux, &s.q_dh, &s.q_gs, &s.q_us, &s.q_ds};
-    for (int i = 0; i < 6; i++)
+    uint8_t **qs[8] = {&s.q_gx, &s.q_ux, &s.q_dh, &s.q_gs, &s.q_us, &s.q_ds, &s.q_tg, &s.q_tu};
+    for (int i = 0; i < 8; i++)
         *qs[i] = sz[i] ? c->act + off[i] : NULL;
-    if (share_x)
+    if (share_x) {
         s.q_ux = s.q_gx;
-    if (share_s)
+        s.q_tu = s.q_tg;
+    }
+    s.own_gs = sz[3] && !gs_tok;
+    s.own_us = sz[4] && !us_tok;
+    if (gs_tok)
+        s.q_gs = tsg == tg ? s.q_tg : s.q_tu;
+    if (us_tok)
+        s.q_us = tsu == tg ? s.q_tg : s.q_tu;
+    else if (share_s) {
         s.q_us = s.q_gs;
+        s.own_us = false;
+    }
     // Small phases run on the caller: waking the pool costs more than they do.
     const int nt = c->n_threads, big = a->n >= 32 ? nt : 1;
     const int64_t rwork = (int64_t)a->n * a->n_expert * a->n_embd;
     const int plan[][2] = {{S_P_ROUTER, rwork < 16384 ? 1 : nt}, {S_P_ROUTE, big}, {S_P_GROUP, 1},
-                           {S_P_GATHER, big}, {S_P_QUANT_IN, big}, {S_P_GATE_UP, nt},
+                           {S_P_QUANT_IN, big}, {S_P_GATHER, big}, {S_P_GATE_UP, nt},
                            {S_P_QUANT_H, big}, {S_P_DOWN, nt}, {S_P_COMBINE, big}};
     for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
-        if (plan[i][0] == S_P_QUANT_IN && !(s.q_gx || s.q_ux || s.q_gs || s.q_us))
+        if (plan[i][0] == S_P_QUANT_IN && !(s.q_gx || s.q_ux || s.own_gs || s.own_us))
             continue;
         if (plan[i][0] == S_P_QUANT_H && !(s.q_dh || s.q_ds))
             continue;

@@ -5,6 +5,7 @@
 #include "cpu_impl.h"
 
 #include <math.h>
+#include <stdbool.h>
 
 typedef struct {
     const float *x;
@@ -15,19 +16,39 @@ typedef struct {
     float eps;
 } s_norm_args_t;
 
+// Each row's sum of squares is one serial chain of double adds (kept: the
+// order fixes the rounding); four rows run side by side so their chains
+// overlap instead of each waiting on its own add latency.
+static void s_norm_rows(const s_norm_args_t *a, int t, int nr) {
+    double ss[4] = {0, 0, 0, 0};
+    const float *x[4];
+    for (int r = 0; r < nr; r++)
+        x[r] = a->x + (int64_t)(t + r) * a->xs;
+    if (nr == 4) {
+        for (int i = 0; i < a->width; i++) {
+            ss[0] += (double)x[0][i] * x[0][i];
+            ss[1] += (double)x[1][i] * x[1][i];
+            ss[2] += (double)x[2][i] * x[2][i];
+            ss[3] += (double)x[3][i] * x[3][i];
+        }
+    } else {
+        for (int r = 0; r < nr; r++)
+            for (int i = 0; i < a->width; i++)
+                ss[r] += (double)x[r][i] * x[r][i];
+    }
+    for (int r = 0; r < nr; r++) {
+        float *y = a->y + (int64_t)(t + r) * a->ys;
+        float inv = (float)(1.0 / sqrt(ss[r] / a->width + a->eps));
+        for (int i = 0; i < a->width; i++)
+            y[i] = a->w ? (x[r][i] * inv) * a->w[i] : x[r][i] * inv;
+    }
+}
+
 static void s_norm_task(void *p, int ith, int nth) {
     s_norm_args_t *a = p;
     int t0 = (int)((int64_t)a->n * ith / nth), t1 = (int)((int64_t)a->n * (ith + 1) / nth);
-    for (int t = t0; t < t1; t++) {
-        const float *x = a->x + (int64_t)t * a->xs;
-        float *y = a->y + (int64_t)t * a->ys;
-        double ss = 0;
-        for (int i = 0; i < a->width; i++)
-            ss += (double)x[i] * x[i];
-        float inv = (float)(1.0 / sqrt(ss / a->width + a->eps));
-        for (int i = 0; i < a->width; i++)
-            y[i] = a->w ? (x[i] * inv) * a->w[i] : x[i] * inv;
-    }
+    for (int t = t0; t < t1; t += 4)
+        s_norm_rows(a, t, t1 - t < 4 ? t1 - t : 4);
 }
 
 int mesh__cpu_rms_norm(void *ctx, mesh_bptr_t x, int64_t x_stride, mesh_bptr_t y,
@@ -69,12 +90,17 @@ static void s_rope_task(void *pp, int ith, int nth) {
         if (hi > p->n_rot - 1)
             hi = (float)(p->n_rot - 1);
     }
+    // inv_freq in f32 as the reference implementations compute it, once per
+    // run instead of once per token (a powf each)
+    float invf[256];
+    const bool tab = half <= 256;
+    for (int i = 0; tab && i < half; i++)
+        invf[i] = 1.0f / powf(p->freq_base, (float)(2 * i) / (float)p->n_rot);
     int t0 = (int)((int64_t)a->n * ith / nth), t1 = (int)((int64_t)a->n * (ith + 1) / nth);
     for (int t = t0; t < t1; t++) {
         float pos = (float)a->pos[t];
         for (int i = 0; i < half; i++) {
-            // inv_freq in f32 as the reference implementations compute it
-            float inv = 1.0f / powf(p->freq_base, (float)(2 * i) / (float)p->n_rot);
+            float inv = tab ? invf[i] : 1.0f / powf(p->freq_base, (float)(2 * i) / (float)p->n_rot);
             float theta = pos * inv;
             float msc = 1.0f;
             if (p->yarn) {

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
@@ -53,6 +54,9 @@ struct mesh_tp {
     _Atomic int waiters;       // threads asleep on done_cv or bar_cv
     int late_runs;             // consecutive runs where workers were not running yet
     int solo_left;             // runs still to do on the caller alone (backoff)
+    int solo_len;              // length of the next solo stretch (doubles while it keeps recurring)
+    int64_t solo_until;        // CLOCK_MONOTONIC ns at which the current stretch ends anyway
+    int ontime_runs;           // consecutive runs where the workers kept up
 };
 
 // Backoff on an oversubscribed machine: when for S_LATE_RUNS runs in a row
@@ -60,9 +64,19 @@ struct mesh_tp {
 // S_LATE_NS), the workers are not getting CPU time and every op would wait a
 // scheduler time slice for them; the next S_SOLO_RUNS runs then use the
 // caller alone. Results do not depend on the thread count, only the speed.
+// Each time the workers are late again right after a solo stretch, the next
+// stretch is twice as long (up to S_SOLO_MAX runs): every probe of a busy
+// machine costs S_LATE_RUNS waits of a time slice, which at batch 1 (about
+// a hundred runs per token) outweighed the gain from a second thread. After
+// S_ONTIME_RESET on-time runs the stretch length starts over. A stretch also
+// ends after S_SOLO_MAX_NS, so a load spike that has passed costs at most
+// that long on one thread (prompt runs are long: 1024 of them are seconds).
 #define S_LATE_NS 20000
 #define S_LATE_RUNS 4
 #define S_SOLO_RUNS 1024
+#define S_SOLO_MAX (1 << 17)
+#define S_ONTIME_RESET 4096
+#define S_SOLO_MAX_NS 250000000
 
 // Spins, then sleeps until *word != val (seq_cst pairs with s_notify).
 static void s_wait_change_u(mesh_tp_t *tp, _Atomic unsigned *word, unsigned val,
@@ -132,6 +146,7 @@ int mesh_tp_new(int n_threads, mesh_tp_t **out) {
     if (!tp)
         return MESH_ENOMEM;
     tp->n = n_threads;
+    tp->solo_len = S_SOLO_RUNS;
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->cv, NULL);
     pthread_cond_init(&tp->done_cv, NULL);
@@ -198,14 +213,19 @@ static void s_wait_done(mesh_tp_t *tp) {
     pthread_mutex_unlock(&tp->mu);
 }
 
-void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
+// backoff: whether a solo stretch may shrink the run to the caller alone.
+static void s_run(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg, bool backoff) {
     if (nth > tp->n)
         nth = tp->n;
     if (nth < 1)
         nth = 1;
-    if (tp->solo_left > 0) {
-        tp->solo_left--;
-        nth = 1;
+    if (backoff && tp->solo_left > 0) {
+        if (s_now_ns() < tp->solo_until) {
+            tp->solo_left--;
+            nth = 1;
+        } else {
+            tp->solo_left = 0;
+        }
     }
     if (tp->n == 1 || nth == 1) {
         int save = tp->nth;
@@ -231,17 +251,26 @@ void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
     s_wait_done(tp);
     int64_t t2 = s_now_ns();
     if (t2 - t1 > (t1 - t0) + S_LATE_NS) {
+        tp->ontime_runs = 0;
         if (++tp->late_runs >= S_LATE_RUNS) {
             tp->late_runs = 0;
-            tp->solo_left = S_SOLO_RUNS;
+            tp->solo_left = tp->solo_len;
+            tp->solo_until = t2 + S_SOLO_MAX_NS;
+            tp->solo_len = tp->solo_len < S_SOLO_MAX / 2 ? tp->solo_len * 2 : S_SOLO_MAX;
         }
     } else {
         tp->late_runs = 0;
+        if (++tp->ontime_runs >= S_ONTIME_RESET)
+            tp->solo_len = S_SOLO_RUNS;
     }
 }
 
+void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg) {
+    s_run(tp, nth, fn, arg, true);
+}
+
 void mesh_tp_run(mesh_tp_t *tp, mesh_tp_fn fn, void *arg) {
-    mesh_tp_run_n(tp, tp->n, fn, arg);
+    s_run(tp, tp->n, fn, arg, false);
 }
 
 void mesh_tp_barrier(mesh_tp_t *tp) {

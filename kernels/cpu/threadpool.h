@@ -18,7 +18,11 @@ void mesh_tp_destroy(mesh_tp_t **tp);
 int mesh_tp_n_threads(const mesh_tp_t *tp);
 // Runs fn(arg, ith, nth) on nth = all threads; returns when all returned.
 void mesh_tp_run(mesh_tp_t *tp, mesh_tp_fn fn, void *arg);
-// Runs fn on threads [0, nth) only (nth clamped to [1, n_threads]); others idle.
+// Runs fn on threads [0, nth) only (nth clamped to [1, n_threads]); others
+// idle. On an oversubscribed machine (workers keep finishing far behind the
+// caller) the pool backs off and runs these on the caller alone (nth = 1)
+// for a while, so fn must give the same results for any nth; mesh_tp_run
+// never backs off.
 void mesh_tp_run_n(mesh_tp_t *tp, int nth, mesh_tp_fn fn, void *arg);
 // Waits until all nth threads of the current run reached it. Only inside a task.
 void mesh_tp_barrier(mesh_tp_t *tp);

@@ -4,8 +4,13 @@
 # `small` synthetic model (q8_0), ratios 4/1 and 16/1 from the same run.
 # usage: tests/bench/bench_batch.sh BUILD_DIR [bench_batch options...]
 set -eu
-if [ $# -lt 1 ] || [ "$1" = "--help" ]; then
-    echo "usage: $0 BUILD_DIR [--threads N] [--prompt P] [--gen G] [--seqs 1,4,16] [--rounds R]" >&2
+usage="usage: $0 BUILD_DIR [--threads N] [--prompt P] [--gen G] [--seqs 1,4,16] [--rounds R]"
+if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
+    echo "$usage"
+    exit 0
+fi
+if [ $# -lt 1 ]; then
+    echo "$usage" >&2
     exit 2
 fi
 build=$1
@@ -14,4 +19,7 @@ model="$build/small-q8_0.gguf"
 if [ ! -f "$model" ]; then
     "$build/bin/meshrun" synth --preset small --type q8_0 --out "$model" --quiet
 fi
-exec "$build/bin/bench_batch" --model "$model" "$@"
+# The load average says how far the figures are from an idle machine's.
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+"$build/bin/bench_batch" --model "$model" "$@"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
