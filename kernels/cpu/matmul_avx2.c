@@ -6,43 +6,10 @@
 // steps of 8 from zero, then one fixed horizontal sum), so results do not
 // depend on how many tokens are in the batch.
 #include "cpu_impl.h"
+#include "simd_avx2.h"
 
 #include <immintrin.h>
 
-static inline float s_hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v);
-    __m128 hi = _mm256_extractf128_ps(v, 1);
-    __m128 s = _mm_add_ps(lo, hi);
-    __m128 sh = _mm_movehl_ps(s, s);
-    s = _mm_add_ps(s, sh);
-    sh = _mm_shuffle_ps(s, s, 1);
-    s = _mm_add_ss(s, sh);
-    return _mm_cvtss_f32(s);
-}
-
-// Eight s_hsum at once with s_hsum's exact pairing
-// ((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7)) (operands at most commuted, which is
-// exact): returns [A0, A1, A2, A3, B0, B1, B2, B3]. A separate reduction per
-// output cost as much as the fma loop itself for short rows (k = 64).
-static inline __m256 s_hsum8(__m256 A0, __m256 B0, __m256 A1, __m256 B1, __m256 A2, __m256 B2,
-                             __m256 A3, __m256 B3) {
-    __m256 s0 = _mm256_add_ps(_mm256_permute2f128_ps(A0, B0, 0x20), _mm256_permute2f128_ps(A0, B0, 0x31));
-    __m256 s1 = _mm256_add_ps(_mm256_permute2f128_ps(A1, B1, 0x20), _mm256_permute2f128_ps(A1, B1, 0x31));
-    __m256 s2 = _mm256_add_ps(_mm256_permute2f128_ps(A2, B2, 0x20), _mm256_permute2f128_ps(A2, B2, 0x31));
-    __m256 s3 = _mm256_add_ps(_mm256_permute2f128_ps(A3, B3, 0x20), _mm256_permute2f128_ps(A3, B3, 0x31));
-#define S_RED(v)                                                                                   \
-    do {                                                                                           \
-        v = _mm256_add_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(1, 0, 3, 2)));                    \
-        v = _mm256_add_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));                    \
-    } while (0)
-    S_RED(s0);
-    S_RED(s1);
-    S_RED(s2);
-    S_RED(s3);
-#undef S_RED
-    __m256 u = _mm256_unpacklo_ps(s0, s1), w = _mm256_unpacklo_ps(s2, s3);
-    return _mm256_shuffle_ps(u, w, _MM_SHUFFLE(1, 0, 1, 0));
-}
 
 // Stores the nr (<= 4) row results of one token.
 static inline void s_store4(float *y, __m128 v, int nr) {
@@ -86,8 +53,8 @@ void mesh__cpu_dot_tile_avx2(const float *w, int nr, int64_t k, const float *x,
             a31 = _mm256_fmadd_ps(v, b1, a31);
             a32 = _mm256_fmadd_ps(v, b2, a32);
         }
-        __m256 r01 = s_hsum8(a00, a01, a10, a11, a20, a21, a30, a31);
-        __m256 r2 = s_hsum8(a02, a02, a12, a12, a22, a22, a32, a32);
+        __m256 r01 = mesh__avx2_hsum8(a00, a01, a10, a11, a20, a21, a30, a31);
+        __m256 r2 = mesh__avx2_hsum8(a02, a02, a12, a12, a22, a22, a32, a32);
         s_store4(y + (int64_t)t * y_stride, _mm256_castps256_ps128(r01), nr);
         s_store4(y + (int64_t)(t + 1) * y_stride, _mm256_extractf128_ps(r01, 1), nr);
         s_store4(y + (int64_t)(t + 2) * y_stride, _mm256_castps256_ps128(r2), nr);
@@ -102,7 +69,7 @@ void mesh__cpu_dot_tile_avx2(const float *w, int nr, int64_t k, const float *x,
             a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + i), b0, a2);
             a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + i), b0, a3);
         }
-        s_store4(y + (int64_t)t * y_stride, _mm256_castps256_ps128(s_hsum8(a0, a0, a1, a1, a2, a2, a3, a3)), nr);
+        s_store4(y + (int64_t)t * y_stride, _mm256_castps256_ps128(mesh__avx2_hsum8(a0, a0, a1, a1, a2, a2, a3, a3)), nr);
     }
 }
 
@@ -148,7 +115,7 @@ void mesh__cpu_dot_tile_bf16_avx2(const uint16_t *w, size_t row_stride, int nr, 
             a2 = _mm256_fmadd_ps(S_LD(w2 + i), b0, a2);
             a3 = _mm256_fmadd_ps(S_LD(w3 + i), b0, a3);
         }
-        s_store4(y + (int64_t)t * y_stride, _mm256_castps256_ps128(s_hsum8(a0, a0, a1, a1, a2, a2, a3, a3)), nr);
+        s_store4(y + (int64_t)t * y_stride, _mm256_castps256_ps128(mesh__avx2_hsum8(a0, a0, a1, a1, a2, a2, a3, a3)), nr);
     }
 #undef S_LD
 }

@@ -7,16 +7,10 @@
 // never changes results. Same contract as the scalar loop in mla_attn.c;
 // needs d_kv and kv_lora multiples of 8.
 #include "cpu_impl.h"
+#include "simd_avx2.h"
 
 #include <immintrin.h>
 #include <math.h>
-
-static inline float s_hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-}
 
 // exp(x) for x <= 0 (scores minus their max); underflows to 0 below -87.
 static inline __m256 s_exp(__m256 x) {
@@ -40,30 +34,6 @@ static inline __m256 s_exp(__m256 x) {
 
 #define S_CHUNK 64
 
-// Eight s_hsum at once, each with s_hsum's exact pairing
-// ((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7)) (operands only commuted, which is
-// exact): returns [A0, A1, A2, A3, B0, B1, B2, B3].
-static inline __m256 s_hsum8(__m256 A0, __m256 B0, __m256 A1, __m256 B1, __m256 A2, __m256 B2,
-                             __m256 A3, __m256 B3) {
-    // per pair: [A_lo + A_hi, B_lo + B_hi] = [sA0..sA3, sB0..sB3]
-    __m256 s0 = _mm256_add_ps(_mm256_permute2f128_ps(A0, B0, 0x20), _mm256_permute2f128_ps(A0, B0, 0x31));
-    __m256 s1 = _mm256_add_ps(_mm256_permute2f128_ps(A1, B1, 0x20), _mm256_permute2f128_ps(A1, B1, 0x31));
-    __m256 s2 = _mm256_add_ps(_mm256_permute2f128_ps(A2, B2, 0x20), _mm256_permute2f128_ps(A2, B2, 0x31));
-    __m256 s3 = _mm256_add_ps(_mm256_permute2f128_ps(A3, B3, 0x20), _mm256_permute2f128_ps(A3, B3, 0x31));
-    // lane 0 of each half: (s0 + s2) + (s1 + s3)
-#define S_RED(v)                                                                                   \
-    do {                                                                                           \
-        v = _mm256_add_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(1, 0, 3, 2)));                    \
-        v = _mm256_add_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));                    \
-    } while (0)
-    S_RED(s0);
-    S_RED(s1);
-    S_RED(s2);
-    S_RED(s3);
-#undef S_RED
-    __m256 u = _mm256_unpacklo_ps(s0, s1), w = _mm256_unpacklo_ps(s2, s3);
-    return _mm256_shuffle_ps(u, w, _MM_SHUFFLE(1, 0, 1, 0));
-}
 
 // Scores of one head against rows [j0, cn).
 static inline void s_scores1(const float *qh, const float *const *rows, int j0, int cn, int d_kv,
@@ -81,17 +51,17 @@ static inline void s_scores1(const float *qh, const float *const *rows, int j0, 
             a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r2 + i), a2);
             a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r3 + i), a3);
         }
-        sc[j] = s_hsum(a0) * scale;
-        sc[j + 1] = s_hsum(a1) * scale;
-        sc[j + 2] = s_hsum(a2) * scale;
-        sc[j + 3] = s_hsum(a3) * scale;
+        sc[j] = mesh__avx2_hsum(a0) * scale;
+        sc[j + 1] = mesh__avx2_hsum(a1) * scale;
+        sc[j + 2] = mesh__avx2_hsum(a2) * scale;
+        sc[j + 3] = mesh__avx2_hsum(a3) * scale;
     }
     for (; j < cn; j++) {
         const float *r = rows[j];
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < d_kv; i += 8)
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(r + i), acc);
-        sc[j] = s_hsum(acc) * scale;
+        sc[j] = mesh__avx2_hsum(acc) * scale;
     }
 }
 
@@ -118,7 +88,7 @@ static inline void s_scores2(const float *qa, const float *qb, const float *cons
             a3 = _mm256_fmadd_ps(qva, rv, a3);
             b3 = _mm256_fmadd_ps(qvb, rv, b3);
         }
-        __m256 r = _mm256_mul_ps(s_hsum8(a0, b0, a1, b1, a2, b2, a3, b3), _mm256_set1_ps(scale));
+        __m256 r = _mm256_mul_ps(mesh__avx2_hsum8(a0, b0, a1, b1, a2, b2, a3, b3), _mm256_set1_ps(scale));
         _mm_storeu_ps(sa + j, _mm256_castps256_ps128(r));
         _mm_storeu_ps(sb + j, _mm256_extractf128_ps(r, 1));
     }

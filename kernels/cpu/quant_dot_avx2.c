@@ -15,6 +15,8 @@
 // use R = 2, C = 4.
 #include "quant_dot_impl.h"
 
+#include "simd_avx2.h"
+
 #include <immintrin.h>
 #include <string.h>
 
@@ -383,13 +385,6 @@ S_INLINE float s_load_w1(const uint32_t T, const uint8_t *row, int64_t i) {
     return T == MESH_QT_F16 ? mesh_fp16_to_f32(h) : mesh_bf16_to_f32(h);
 }
 
-S_INLINE float s_hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 // Per pair: one 8-lane FMA chain over the row, then a fixed-order
 // horizontal sum, then the k % 8 tail in order.
 S_INLINE void s_tile_f(const uint32_t T, const int R, const int C, int64_t k, const uint8_t *w,
@@ -415,7 +410,7 @@ S_INLINE void s_tile_f(const uint32_t T, const int R, const int C, int64_t k, co
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) {
             const float *xc = (const float *)(x + (size_t)c * xrb);
-            float s = s_hsum_ps(acc[r * C + c]);
+            float s = mesh__avx2_hsum(acc[r * C + c]);
             for (int64_t i = k8; i < k; i++)
                 s += s_load_w1(T, w + (size_t)r * wrb, i) * xc[i];
             y[(size_t)c * ys + r] = s;
