@@ -6,7 +6,10 @@
 // arenas and connection pools settle over the first bursts: glibc gives
 // new threads arenas of their own, up to 8 per core), then more rounds
 // must not grow it: a leak per request would, in proportion.
-// env: BASE, COORD_PID, NODE_PID, CLIENTS (64), WARMUP (8), ROUNDS (8).
+// env: BASE, COORD_PID, NODE_PID, CLIENTS (64), WARMUP (8), ROUNDS (8),
+// REAL=1 when the node is a real meshnode with the test model: greedy and
+// thinking off, so every client's text must be the same (the engine gives a
+// sequence the same tokens whatever else is in its batch).
 'use strict';
 const assert = require('assert');
 const fs = require('fs');
@@ -16,6 +19,7 @@ const CLIENTS = Number(process.env.CLIENTS || 64);
 const ROUNDS = Number(process.env.ROUNDS || 8);
 const WARMUP = Number(process.env.WARMUP || 8);
 const pids = { coordinator: process.env.COORD_PID, node: process.env.NODE_PID };
+const REAL = process.env.REAL === '1';
 
 function rssKiB(pid) {
   const m = /VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -25,7 +29,11 @@ function rssKiB(pid) {
 async function one(i) {
   const r = await fetch(process.env.BASE + '/v1/chat/completions', {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ model: 'glm-tiny', messages: [{ role: 'user', content: `client ${i} says hello` }], stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify(REAL
+      ? { model: 'glm-tiny', messages: [{ role: 'user', content: 'every client says hello' }], stream: true,
+          stream_options: { include_usage: true }, max_tokens: 12, temperature: 0,
+          chat_template_kwargs: { enable_thinking: false } }
+      : { model: 'glm-tiny', messages: [{ role: 'user', content: `client ${i} says hello` }], stream: true, stream_options: { include_usage: true } }),
   });
   const text = await r.text();
   assert.strictEqual(r.status, 200, `client ${i}: status ${r.status}: ${text.slice(0, 300)}`);
@@ -35,6 +43,13 @@ async function one(i) {
 async function round() {
   const res = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => one(i)));
   for (const r of res) {
+    if (REAL) {
+      assert(r.finish === 'stop' || r.finish === 'length', `finish ${r.finish}`);
+      assert.strictEqual(r.content + '|' + r.reasoning, res[0].content + '|' + res[0].reasoning,
+                         'greedy: every client gets the same text');
+      assert(r.usage.completion_tokens > 0 && r.usage.completion_tokens <= 12);
+      continue;
+    }
     assert.strictEqual(r.finish, 'stop');
     assert.strictEqual(r.content, res[0].content, 'every client gets the scripted reply; reasoning ' + JSON.stringify([r.reasoning, res[0].reasoning]));
     assert(r.content.length > 0 && r.usage.completion_tokens > 0);
