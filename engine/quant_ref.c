@@ -194,8 +194,10 @@ static void s_q8_0_from_float(const float *x, void *dst, int64_t n) {
         float amax = fabsf(s_signed_absmax(x, 32));
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         b[i].d = s_f2h(d);
+        // Half away from zero (roundf), as the published reference rounds
+        // Q8_0: with it our Q8_0 files equal llama.cpp's byte for byte.
         for (int j = 0; j < 32; j++)
-            b[i].qs[j] = (int8_t)s_clampi(s_nearest(x[j] * id), -127, 127);
+            b[i].qs[j] = (int8_t)s_clampi((int)roundf(x[j] * id), -127, 127);
     }
 }
 

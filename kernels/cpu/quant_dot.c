@@ -11,6 +11,7 @@
 #include "quant_dot_impl.h"
 
 #include <pthread.h>
+#include <math.h>
 #include <string.h>
 
 mesh_qtype_t mesh_cpu_act_type(uint32_t wtype) {
@@ -59,6 +60,25 @@ static int s_avx2_ok(mesh_simd_level_t level) {
 #endif
 }
 
+// Q8_0 activations round half to even (lrintf), as the AVX2 quantizer's
+// cvtps does: the two must give the same bytes. (The Q8_0 *weight*
+// quantizer in quant_ref.c rounds half away from zero instead, as llama.cpp's
+// reference does, so our Q8_0 files equal llama.cpp's.)
+static void s_q8_0_act(const float *x, void *dst, int64_t n) {
+    mesh_block_q8_0_t *b = dst;
+    for (int64_t i = 0; i < n / MESH_QK32; i++, x += 32) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = mesh_f32_to_fp16(d);
+        for (int j = 0; j < 32; j++) {
+            long q = lrintf(x[j] * id);
+            b[i].qs[j] = (int8_t)(q < -127 ? -127 : q > 127 ? 127 : q);
+        }
+    }
+}
+
 void mesh_cpu_quantize_act_level(mesh_simd_level_t level, mesh_qtype_t act_type, const float *x,
                                  void *out, int64_t n) {
     if (act_type == MESH_QT_F32) {
@@ -73,6 +93,10 @@ void mesh_cpu_quantize_act_level(mesh_simd_level_t level, mesh_qtype_t act_type,
 #else
     (void)level; // no SIMD activation quantizer off x86 yet
 #endif
+    if (act_type == MESH_QT_Q8_0) {
+        s_q8_0_act(x, out, n);
+        return;
+    }
     const mesh_qtype_traits_t *t = mesh_qtype_traits(act_type);
     t->from_float(x, out, n);
 }

@@ -112,6 +112,14 @@ static void s_check_against(const char *ftype, const char *llama_file, uint32_t 
         }
         assert_int_equal(tg->n_dims, ts->n_dims);
         assert_memory_equal(tg->ne, ts->ne, sizeof ts->ne);
+        // Q8_0 (and kept F32) tensors follow the published reference's
+        // rounding exactly: the bytes must be llama.cpp's.
+        if ((tg->type == MESH_QT_Q8_0 || tg->type == MESH_QT_F32) &&
+            (tg->n_bytes != tl->n_bytes || memcmp(tg->data, tl->data, tg->n_bytes))) {
+            fprintf(stderr, "%s: %s (%s) differs from llama.cpp's bytes\n", ftype, ts->name,
+                    mesh_qtype_name(tg->type));
+            fail();
+        }
         float *a = s_deq(ts), *b = s_deq(tg);
         double se = 0, s2 = 0;
         for (uint64_t e = 0; e < ts->n_elements; e++) {
