@@ -31,11 +31,6 @@ static void s_usage(FILE *f) {
     fprintf(f, "\nRun 'meshrun <command> --help' for a command's options.\n");
 }
 
-int meshrun_not_yet(const char *cmd, const char *what) {
-    fprintf(stderr, "meshrun %s: not available yet (%s)\n", cmd, what);
-    return 2;
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         s_usage(stderr);

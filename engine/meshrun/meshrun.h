@@ -17,8 +17,4 @@ int meshrun_cmd_render(int argc, char **argv);
 int meshrun_cmd_generate(int argc, char **argv);
 int meshrun_cmd_chat(int argc, char **argv);
 
-// Prints "meshrun <cmd>: not available yet (...)" to stderr and returns 2.
-// For subcommands whose issue has not landed: they must never pretend to work.
-int meshrun_not_yet(const char *cmd, const char *what);
-
 #endif
