@@ -848,7 +848,7 @@ int mesh_gguf_get_u64(const mesh_gguf_t *g, const char *key, uint64_t *out) {
 }
 
 int mesh_gguf_get_u32(const mesh_gguf_t *g, const char *key, uint32_t *out) {
-    uint64_t v;
+    uint64_t v = 0; // gcc 13 cannot see that a 0 return always sets it
     int rc = mesh_gguf_get_u64(g, key, &v);
     if (rc)
         return rc;
@@ -886,7 +886,7 @@ int mesh_gguf_get_f64(const mesh_gguf_t *g, const char *key, double *out) {
 }
 
 int mesh_gguf_get_f32(const mesh_gguf_t *g, const char *key, float *out) {
-    double d;
+    double d = 0; // gcc 13 cannot see that a 0 return always sets it
     int rc = mesh_gguf_get_f64(g, key, &d);
     if (!rc)
         *out = (float)d;
