@@ -35,6 +35,9 @@ typedef struct {
     bool sel_bias;
     bool old_keys;   // key_length/value_length instead of the _mla keys
     uint32_t wtype;  // weight type of the matrices
+    float yarn_factor;   // > 0: YaRN context extension by this factor
+    int yarn_orig_ctx;   // its original training context
+    float yarn_log_mul;  // rope.scaling.yarn_log_multiplier (attention mscale)
 } s_cfg_t;
 
 #define S_MAXT 256
@@ -163,6 +166,13 @@ static void s_write(const s_cfg_t *c, const s_model_t *m, const char *path) {
     mesh_gguf_writer_set_u32(w, "deepseek2.attention.kv_lora_rank", (uint32_t)c->kv_lora);
     mesh_gguf_writer_set_u32(w, "deepseek2.rope.dimension_count", (uint32_t)c->rope);
     mesh_gguf_writer_set_f32(w, "deepseek2.rope.freq_base", 10000.0f);
+    if (c->yarn_factor > 0) {
+        mesh_gguf_writer_set_str(w, "deepseek2.rope.scaling.type", "yarn");
+        mesh_gguf_writer_set_f32(w, "deepseek2.rope.scaling.factor", c->yarn_factor);
+        mesh_gguf_writer_set_u32(w, "deepseek2.rope.scaling.original_context_length",
+                                 (uint32_t)c->yarn_orig_ctx);
+        mesh_gguf_writer_set_f32(w, "deepseek2.rope.scaling.yarn_log_multiplier", c->yarn_log_mul);
+    }
     if (c->old_keys) {
         mesh_gguf_writer_set_u32(w, "deepseek2.attention.key_length", (uint32_t)(c->nope + c->rope));
         mesh_gguf_writer_set_u32(w, "deepseek2.attention.value_length", (uint32_t)c->dv);
@@ -240,9 +250,25 @@ static void s_mv(const float *W, int in, int out, const double *x, double *y) {
         y[r] = s;
     }
 }
-static void s_rope(double *x, int R, int pos) {
+// YaRN (arXiv 2309.00071) as GGUF files describe it: pair i keeps its
+// angle when its wavelength is short (i <= lo), is divided by the factor when
+// long (i >= hi), with a linear ramp between; lo/hi are the dims where the
+// original context holds beta_fast = 32 and beta_slow = 1 full turns.
+static double s_yarn_dim(int R, int orig, double beta) {
+    return R * log(orig / (beta * 2 * M_PI)) / (2 * log(10000.0));
+}
+static void s_rope(const s_cfg_t *c, double *x, int R, int pos) {
+    double lo = 0, hi = 0;
+    if (c->yarn_factor > 0) {
+        lo = fmax(0, floor(s_yarn_dim(R, c->yarn_orig_ctx, 32)));
+        hi = fmin(R - 1, ceil(s_yarn_dim(R, c->yarn_orig_ctx, 1)));
+    }
     for (int i = 0; i < R / 2; i++) {
         double th = pos * pow(10000.0, -2.0 * i / R);
+        if (c->yarn_factor > 0) {
+            double keep = 1 - fmin(1, fmax(0, (i - lo) / fmax(0.001, hi - lo)));
+            th = th / c->yarn_factor * (1 - keep) + th * keep;
+        }
         double a = x[2 * i], b = x[2 * i + 1];
         x[2 * i] = a * cos(th) - b * sin(th);
         x[2 * i + 1] = a * sin(th) + b * cos(th);
@@ -280,7 +306,11 @@ static void s_reference(const s_cfg_t *c, const s_model_t *m, const int32_t *tok
     for (int t = 0; t < T; t++)
         for (int i = 0; i < E; i++)
             x[(size_t)t * E + i] = emb[(size_t)tok[t] * E + i];
-    const double scale = 1.0 / sqrt((double)dq);
+    double scale = 1.0 / sqrt((double)dq);
+    if (c->yarn_factor > 0) { // DeepSeek-V2: mscale^2 on the softmax scale
+        double ms = 1 + c->yarn_log_mul * log(c->yarn_factor);
+        scale *= ms * ms;
+    }
     for (int l = 0; l < c->n_layer; l++) {
         const float *kb = s_get(m, "blk.%d.attn_k_b.weight", l), *vb = s_get(m, "blk.%d.attn_v_b.weight", l);
         for (int t = 0; t < T; t++) {
@@ -293,12 +323,12 @@ static void s_reference(const s_cfg_t *c, const s_model_t *m, const int32_t *tok
                 s_mv(s_get(m, "blk.%d.attn_q.weight", l), E, H * dq, xn, q + (size_t)t * H * dq);
             }
             for (int h = 0; h < H; h++)
-                s_rope(q + ((size_t)t * H + h) * dq + N, R, t);
+                s_rope(c, q + ((size_t)t * H + h) * dq + N, R, t);
             s_mv(s_get(m, "blk.%d.attn_kv_a_mqa.weight", l), E, L + R, xn, tmp);
             s_rms(tmp, L, s_get(m, "blk.%d.attn_kv_a_norm.weight", l), 1e-5, tmp2); // c
             for (int i = 0; i < R; i++)
                 kpe[(size_t)t * R + i] = tmp[L + i];
-            s_rope(kpe + (size_t)t * R, R, t);
+            s_rope(c, kpe + (size_t)t * R, R, t);
             for (int h = 0; h < H; h++) {
                 for (int i = 0; i < N; i++) { // k_nope = k_b[h]^T c
                     double s = 0;
@@ -488,7 +518,7 @@ static void s_run_variant(const s_cfg_t *c, uint32_t seed) {
 static void test_base(void **st) {
     (void)st;
     s_cfg_t c = {"base", 3, 1, 64, 97, 4, 32, 32, 16, 8, 16, 96, 8, 2, 1, 32, 2, true, 1.5f,
-                 true, false, MESH_QT_F32};
+                 true, false, MESH_QT_F32, 0, 0, 0};
     s_run_variant(&c, 11);
 }
 static void test_no_qlora_softmax(void **st) {
@@ -496,14 +526,14 @@ static void test_no_qlora_softmax(void **st) {
     // no q_lora, softmax gating, no weight normalisation, two shared experts,
     // two dense layers of four, no selection bias
     s_cfg_t c = {"noqlora-smax", 4, 2, 48, 71, 2, 0, 16, 24, 8, 8, 64, 6, 3, 2, 16, 1, false,
-                 1.0f, false, false, MESH_QT_F32};
+                 1.0f, false, false, MESH_QT_F32, 0, 0, 0};
     s_run_variant(&c, 23);
 }
 static void test_odd_widths_bf16(void **st) {
     (void)st;
     // widths not multiples of 8 (scalar paths), no shared expert, bf16 weights
     s_cfg_t c = {"odd-bf16", 2, 1, 40, 53, 3, 20, 12, 10, 6, 14, 36, 5, 3, 0, 12, 2, true, 2.5f,
-                 true, false, MESH_QT_BF16};
+                 true, false, MESH_QT_BF16, 0, 0, 0};
     s_run_variant(&c, 37);
 }
 static void test_old_keys_f16(void **st) {
@@ -511,14 +541,23 @@ static void test_old_keys_f16(void **st) {
     // DeepSeek-V2 style key names, gating key absent (softmax), f16 weights,
     // more heads, larger ranks
     s_cfg_t c = {"oldkeys-f16", 2, 1, 64, 61, 8, 48, 64, 16, 16, 24, 64, 16, 6, 1, 16, 0, true,
-                 1.0f, false, true, MESH_QT_F16};
+                 1.0f, false, true, MESH_QT_F16, 0, 0, 0};
     s_run_variant(&c, 41);
+}
+
+static void test_yarn(void **st) {
+    (void)st;
+    // YaRN scaling (factor 4 over an original context of 16, so the 40
+    // positions run past it and every ramp region is used); q_lora as GLM
+    s_cfg_t c = {"yarn", 2, 1, 64, 89, 4, 32, 32, 16, 16, 16, 96, 8, 2, 1, 32, 2, true, 1.0f,
+                 true, false, MESH_QT_F32, 4.0f, 16, 0.1f};
+    s_run_variant(&c, 53);
 }
 
 // Bad files are refused with a one-line reason naming the problem.
 static void s_expect_refusal(const char *want_in_err) {
     s_cfg_t c = {"bad", 2, 1, 64, 97, 4, 32, 32, 16, 8, 16, 96, 8, 2, 1, 32, 2, true, 1.5f,
-                 true, false, MESH_QT_F32};
+                 true, false, MESH_QT_F32, 0, 0, 0};
     s_model_t *m = calloc(1, sizeof *m);
     m->rng = 5;
     s_build(&c, m);
@@ -561,6 +600,7 @@ int main(void) {
         cmocka_unit_test(test_no_qlora_softmax),
         cmocka_unit_test(test_odd_widths_bf16),
         cmocka_unit_test(test_old_keys_f16),
+        cmocka_unit_test(test_yarn),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
