@@ -79,6 +79,8 @@ static int s_setup(void **state) {
     mesh_model_params_default(&mp);
     mp.kv_tokens = 512;
     mp.max_seqs = 8;
+    if (getenv("MESH_TEST_BACKEND")) // e.g. cuda: the same checks on another backend
+        mp.backend = getenv("MESH_TEST_BACKEND");
     char err[256];
     int rc = mesh_model_load(path, &mp, &s_model, err, sizeof err);
     if (rc) {
