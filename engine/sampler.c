@@ -314,16 +314,51 @@ static void s_top_n(const s_cand_t *c, int32_t v, int32_t n, s_cand_t *out) {
     }
 }
 
+// A token's logprob in the raw distribution whose log-normaliser is log_z.
+static float s_raw_logprob(const float *logits, int32_t id, double log_z) {
+    float l = isnan(logits[id]) ? -INFINITY : logits[id];
+    return (float)((double)l - log_z);
+}
+
 int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_result_t *out) {
     const mesh_sampler_params_t *p = &s->params;
     s_cand_t *c = s->cands;
     int32_t v = s->vocab;
 
-    // 1. Copy (NaN -> -inf), bias, penalties, argmax (ties: lowest id).
+    // 1. Copy (NaN -> -inf).
     for (int32_t i = 0; i < v; i++) {
         c[i].id = i;
         c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
     }
+
+    // 2. Logprobs, when asked, of the model's own distribution: log-softmax
+    //    of these raw logits, before bias, penalties, temperature and
+    //    truncation (see sampler.h). expf in float (cheap), summed in double;
+    //    the top n over the same raw logits.
+    double log_z = 0.0;
+    bool want_lp = p->logprobs || p->n_logprobs > 0;
+    if (want_lp) {
+        float rmax = -INFINITY;
+        for (int32_t i = 0; i < v; i++)
+            rmax = c[i].logit > rmax ? c[i].logit : rmax;
+        if (!(rmax > -INFINITY))
+            return MESH_ERANGE; // bias and penalties cannot lift a -inf
+        double z = 0.0;
+        for (int32_t i = 0; i < v; i++)
+            z += (double)expf(c[i].logit - rmax);
+        log_z = (double)rmax + log(z);
+    }
+    out->n_top = p->n_logprobs < v ? p->n_logprobs : v;
+    if (out->n_top > 0) {
+        s_cand_t top[MESH_SAMPLER_MAX_LOGPROBS];
+        s_top_n(c, v, out->n_top, top);
+        for (int32_t i = 0; i < out->n_top; i++) {
+            out->top[i].token = top[i].id;
+            out->top[i].logprob = (float)((double)top[i].logit - log_z);
+        }
+    }
+
+    // 3. Bias, penalties, argmax (ties: lowest id).
     for (int32_t i = 0; i < p->n_logit_bias; i++)
         c[s->bias[i].token].logit += s->bias[i].bias;
     for (int32_t i = 0; i < s->n_distinct; i++) {
@@ -340,35 +375,15 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
     if (!(lmax > -INFINITY))
         return MESH_ERANGE;
 
-    // 2. Logprobs of the adjusted distribution at temperature 1, when asked:
-    //    expf in float (cheap), summed in double.
-    double log_z = 0.0;
-    bool want_lp = p->logprobs || p->n_logprobs > 0;
-    if (want_lp) {
-        double z = 0.0;
-        for (int32_t i = 0; i < v; i++)
-            z += (double)expf(c[i].logit - lmax);
-        log_z = (double)lmax + log(z);
-    }
-    out->n_top = p->n_logprobs < v ? p->n_logprobs : v;
-    if (out->n_top > 0) {
-        s_cand_t top[MESH_SAMPLER_MAX_LOGPROBS];
-        s_top_n(c, v, out->n_top, top);
-        for (int32_t i = 0; i < out->n_top; i++) {
-            out->top[i].token = top[i].id;
-            out->top[i].logprob = (float)((double)top[i].logit - log_z);
-        }
-    }
-
     // Greedy.
     if (!(p->temperature > 0.0f)) {
         out->token = best;
-        out->logprob = want_lp ? (float)((double)lmax - log_z) : 0.0f;
+        out->logprob = want_lp ? s_raw_logprob(logits, best, log_z) : 0.0f;
         return 0;
     }
     float inv_t = 1.0f / p->temperature;
 
-    // 3. top-k: the k best first, unordered.
+    // 4. top-k: the k best first, unordered.
     int32_t n = v;
     if (p->top_k > 0 && p->top_k < n) {
         s_select(c, n, p->top_k);
@@ -377,7 +392,7 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
     for (int32_t i = 0; i < n; i++)
         c[i].w = expf((c[i].logit - lmax) * inv_t);
 
-    // 4. top-p over the renormalised survivors: sort a prefix that doubles
+    // 5. top-p over the renormalised survivors: sort a prefix that doubles
     //    until its mass reaches top_p (or covers everything).
     if (p->top_p < 1.0f && n > 1) {
         double zt = 0.0;
@@ -409,7 +424,7 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
         }
     }
 
-    // 5. min-p relative to the best survivor (which is the global best: every
+    // 6. min-p relative to the best survivor (which is the global best: every
     //    filter above keeps the best token).
     if (p->min_p > 0.0f && n > 1) {
         int32_t k = 0; // w of the best is 1, so p / p_max = w
@@ -419,7 +434,7 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
         n = k; // >= 1: lmax itself passes
     }
 
-    // 6. Draw.
+    // 7. Draw.
     double sum = 0.0;
     for (int32_t i = 0; i < n; i++)
         sum += (double)c[i].w;
@@ -438,6 +453,6 @@ int mesh_sampler_sample(mesh_sampler_t *s, const float *logits, mesh_sampler_res
     while (pick > 0 && !(c[pick].w > 0.0f))
         pick--;
     out->token = c[pick].id;
-    out->logprob = want_lp ? (float)((double)c[pick].logit - log_z) : 0.0f;
+    out->logprob = want_lp ? s_raw_logprob(logits, c[pick].id, log_z) : 0.0f;
     return 0;
 }

@@ -61,10 +61,14 @@ typedef struct {
     float logprob; // log-probability (see below)
 } mesh_sampler_logprob_t;
 
-// What one draw returns. Log-probabilities are those of the model's
-// distribution after logit bias and penalties, at temperature 1 and before
-// top-k / top-p / min-p truncation (what OpenAI's logprobs report), so
-// greedy and sampled runs report comparable numbers.
+// What one draw returns. Log-probabilities (token's and top[]) are those of
+// the model's own distribution: the log-softmax of the raw logits over the
+// whole vocabulary, before logit bias, penalties, temperature and top-k /
+// top-p / min-p truncation. They say what the model predicts, the same
+// whatever the request's sampling settings, so greedy and sampled runs
+// report comparable numbers. The cost of that choice: with bias or
+// penalties on, the drawn token need not be top[0] (a banned token can
+// still be listed), and its logprob is its raw one.
 typedef struct {
     int32_t token;
     float logprob;

@@ -337,6 +337,8 @@ static void test_penalties_exact(void **state) {
     mesh_sampler_destroy(&s);
 }
 
+// Logprobs are those of the raw logits: bias and penalties steer the draw
+// but not the reported distribution.
 static void test_bias_and_logprobs(void **state) {
     (void)state;
     mesh_sampler_bias_t bias[2] = {{0, -INFINITY}, {2, 1.0f}};
@@ -348,16 +350,39 @@ static void test_bias_and_logprobs(void **state) {
     mesh_sampler_t *s = s_new(&p, 4);
     mesh_sampler_result_t r;
     assert_int_equal(mesh_sampler_sample(s, l, &r), 0);
-    // Adjusted logits: {-inf, 1, 1.5, 0}: token 2 wins.
+    // Adjusted logits: {-inf, 1, 1.5, 0}: token 2 wins; reported: raw.
     assert_int_equal(r.token, 2);
-    double z = exp(1.0) + exp(1.5) + exp(0.0);
-    assert_float_equal(r.logprob, (float)(1.5 - log(z)), 1e-5);
+    double z = exp(5.0) + exp(1.0) + exp(0.5) + exp(0.0);
+    assert_float_equal(r.logprob, (float)(0.5 - log(z)), 1e-5);
     assert_int_equal(r.n_top, 3);
-    assert_int_equal(r.top[0].token, 2);
+    assert_int_equal(r.top[0].token, 0); // banned, yet the model's favourite
     assert_int_equal(r.top[1].token, 1);
-    assert_int_equal(r.top[2].token, 3);
+    assert_int_equal(r.top[2].token, 2);
+    assert_float_equal(r.top[0].logprob, (float)(5.0 - log(z)), 1e-5);
     assert_float_equal(r.top[1].logprob, (float)(1.0 - log(z)), 1e-5);
-    assert_float_equal(r.top[2].logprob, (float)(0.0 - log(z)), 1e-5);
+    assert_float_equal(r.top[2].logprob, r.logprob, 0);
+    mesh_sampler_destroy(&s);
+
+    // A frequency penalty moves greedy to the runner-up; the logprobs stay.
+    p = mesh_sampler_params_default();
+    p.frequency_penalty = 1.0f;
+    p.n_logprobs = 2;
+    s = s_new(&p, 3);
+    float g[3] = {3.0f, 2.5f, 0.0f};
+    double zg = exp(3.0) + exp(2.5) + exp(0.0);
+    mesh_sampler_result_t r0, r1;
+    assert_int_equal(mesh_sampler_sample(s, g, &r0), 0);
+    mesh_sampler_accept(s, r0.token);
+    assert_int_equal(mesh_sampler_sample(s, g, &r1), 0);
+    assert_int_equal(r0.token, 0);
+    assert_int_equal(r1.token, 1);
+    assert_float_equal(r0.logprob, (float)(3.0 - log(zg)), 1e-5);
+    assert_float_equal(r1.logprob, (float)(2.5 - log(zg)), 1e-5);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r1.top[i].token, r0.top[i].token);
+        assert_float_equal(r1.top[i].logprob, r0.top[i].logprob, 0);
+    }
+    assert_int_equal(r1.top[0].token, 0);
     mesh_sampler_destroy(&s);
 
     // Everything banned: nothing to draw.
