@@ -138,6 +138,81 @@ static void test_generate_and_stream(void **st) {
     mesh_wire_free(&o);
 }
 
+// top_logprobs (Sampling) and per-token info (TokenChunk): pieces are bytes,
+// so a partial UTF-8 character and a NUL survive; a chunk without info (an
+// older node's) unpacks with none.
+static void test_token_info(void **st) {
+    (void)st;
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    Mesh__GenerateRequest g = MESH__GENERATE_REQUEST__INIT;
+    Mesh__Sampling s = MESH__SAMPLING__INIT;
+    Mesh__TokenIds ids = MESH__TOKEN_IDS__INIT;
+    int32_t pid[] = {1, 2};
+    ids.n_ids = 2;
+    ids.ids = pid;
+    g.input_case = MESH__GENERATE_REQUEST__INPUT_TOKENS;
+    g.tokens = &ids;
+    s.logprobs = 1;
+    s.top_logprobs = 20;
+    s.max_tokens = 4;
+    g.sampling = &s;
+    env.kind_case = MESH__ENVELOPE__KIND_GENERATE;
+    env.generate = &g;
+    Mesh__Envelope *o = s_roundtrip(&env);
+    assert_int_equal(o->generate->sampling->logprobs, 1);
+    assert_int_equal(o->generate->sampling->top_logprobs, 20);
+    mesh_wire_free(&o);
+
+    uint8_t half[] = {0xe4, 0xbd}, zero[] = {'a', 0, 'b'}, full[] = {0xe4, 0xbd, 0xa0};
+    Mesh__TokenLogprob t0 = MESH__TOKEN_LOGPROB__INIT, t1 = MESH__TOKEN_LOGPROB__INIT;
+    Mesh__TokenLogprob *tops[] = {&t0, &t1};
+    t0.id = 7;
+    t0.logprob = -0.125f;
+    t0.piece = (ProtobufCBinaryData){sizeof half, half};
+    t1.id = 70000;
+    t1.logprob = -3.5f;
+    t1.piece = (ProtobufCBinaryData){sizeof zero, zero};
+    Mesh__TokenInfo i0 = MESH__TOKEN_INFO__INIT, i1 = MESH__TOKEN_INFO__INIT;
+    Mesh__TokenInfo *infos[] = {&i0, &i1};
+    i0.piece = (ProtobufCBinaryData){sizeof half, half};
+    i0.n_top = 2;
+    i0.top = tops;
+    i1.piece = (ProtobufCBinaryData){sizeof full, full};
+    Mesh__TokenChunk k = MESH__TOKEN_CHUNK__INIT;
+    int32_t kid[] = {7, 9};
+    float lp[] = {-0.125f, -0.5f};
+    k.request_id = 5;
+    k.n_ids = 2;
+    k.ids = kid;
+    k.text = "";
+    k.n_logprobs = 2;
+    k.logprobs = lp;
+    k.n_info = 2;
+    k.info = infos;
+    Mesh__Envelope e2 = MESH__ENVELOPE__INIT;
+    e2.kind_case = MESH__ENVELOPE__KIND_CHUNK;
+    e2.chunk = &k;
+    o = s_roundtrip(&e2);
+    const Mesh__TokenChunk *c = o->chunk;
+    assert_int_equal(c->n_info, 2);
+    assert_int_equal(c->info[0]->piece.len, sizeof half);
+    assert_memory_equal(c->info[0]->piece.data, half, sizeof half);
+    assert_int_equal(c->info[0]->n_top, 2);
+    assert_int_equal(c->info[0]->top[1]->id, 70000);
+    assert_true(c->info[0]->top[0]->logprob == -0.125f);
+    assert_int_equal(c->info[0]->top[1]->piece.len, sizeof zero);
+    assert_memory_equal(c->info[0]->top[1]->piece.data, zero, sizeof zero);
+    assert_int_equal(c->info[1]->n_top, 0);
+    assert_memory_equal(c->info[1]->piece.data, full, sizeof full);
+    mesh_wire_free(&o);
+
+    k.n_info = 0;
+    o = s_roundtrip(&e2);
+    assert_int_equal(o->chunk->n_info, 0);
+    assert_int_equal(o->chunk->n_logprobs, 2);
+    mesh_wire_free(&o);
+}
+
 static void test_small_kinds(void **st) {
     (void)st;
     Mesh__Envelope env = MESH__ENVELOPE__INIT;
@@ -268,6 +343,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capabilities),
         cmocka_unit_test(test_generate_and_stream),
+        cmocka_unit_test(test_token_info),
         cmocka_unit_test(test_small_kinds),
         cmocka_unit_test(test_bad_input),
     };
