@@ -52,7 +52,15 @@ typedef struct s_req {
     uint64_t sched_id;       // scheduler's
     s_model_t *m;
     uint32_t n_replayed;     // continue_ids appended to the prompt
+    int logprobs;            // asked for: events carry logprob, piece, top[]
+    // Token pieces of one event (logprobs asked): grown on demand, reused,
+    // so a steady stream stops allocating after its first tokens.
+    char *scratch;
+    size_t scratch_cap;      // bytes
 } s_req_t;
+
+_Static_assert(MESH_NODE_MAX_TOP == MESH_SAMPLER_MAX_LOGPROBS,
+               "node events carry what the sampler returns");
 
 struct mesh_node_engine {
     mesh_node_engine_opts_t opts;
@@ -361,6 +369,66 @@ static void s_unlink(mesh_node_engine_t *e, s_req_t *r) {
         }
 }
 
+// Grows r->scratch to hold at least `need` bytes. 0 or MESH_ENOMEM.
+static int s_scratch_reserve(s_req_t *r, size_t need) {
+    if (r->scratch && r->scratch_cap >= need)
+        return 0;
+    size_t cap = r->scratch_cap ? r->scratch_cap * 2 : 1024;
+    while (cap < need)
+        cap *= 2;
+    char *grown = realloc(r->scratch, cap);
+    if (!grown)
+        return MESH_ENOMEM;
+    r->scratch = grown;
+    r->scratch_cap = cap;
+    return 0;
+}
+
+// Decodes token id alone, appended to r->scratch at *used. Returns 0 (the
+// piece is scratch[*off .. *off + *len)) or a negative MESH_E*.
+static int s_piece(s_req_t *r, int32_t id, size_t *used, size_t *off, size_t *len) {
+    size_t need = 0;
+    int rc = s_scratch_reserve(r, *used + 1);
+    if (rc == 0)
+        rc = mesh_tok_decode(r->m->tok, &id, 1, false, r->scratch + *used,
+                             r->scratch_cap - *used, &need);
+    if (rc == MESH_ENOSPACE && (rc = s_scratch_reserve(r, *used + need + 1)) == 0)
+        rc = mesh_tok_decode(r->m->tok, &id, 1, false, r->scratch + *used,
+                             r->scratch_cap - *used, &need);
+    if (rc)
+        return rc;
+    *off = *used;
+    *len = need;
+    *used += need;
+    return 0;
+}
+
+// The sampled token's and its alternatives' pieces into out (top has room
+// for MESH_NODE_MAX_TOP). A piece that cannot be decoded is left empty.
+static void s_fill_logprobs(s_req_t *r, const mesh_sampler_result_t *res,
+                            mesh_node_event_t *out, mesh_node_alt_t *top) {
+    size_t used = 0, off[1 + MESH_NODE_MAX_TOP] = {0}, len[1 + MESH_NODE_MAX_TOP] = {0};
+    int n = res->n_top < MESH_NODE_MAX_TOP ? res->n_top : MESH_NODE_MAX_TOP;
+    for (int i = 0; i <= n; i++) {
+        int32_t id = i == 0 ? res->token : res->top[i - 1].token;
+        if (s_piece(r, id, &used, &off[i], &len[i]))
+            off[i] = len[i] = 0;
+    }
+    // Pointers only now: the scratch may have moved while it grew.
+    const char *base = r->scratch ? r->scratch : "";
+    out->logprob = res->logprob;
+    out->has_logprob = 1;
+    out->piece = base + off[0];
+    out->piece_len = len[0];
+    for (int i = 0; i < n; i++)
+        top[i] = (mesh_node_alt_t){.token = res->top[i].token,
+                                   .logprob = res->top[i].logprob,
+                                   .piece = base + off[i + 1],
+                                   .piece_len = len[i + 1]};
+    out->n_top = n;
+    out->top = top;
+}
+
 // Scheduler events (engine thread) -> node events.
 static void s_on_sched(const mesh_sched_event_t *ev, void *user) {
     s_req_t *r = user;
@@ -370,10 +438,9 @@ static void s_on_sched(const mesh_sched_event_t *ev, void *user) {
                              .text = ev->text ? ev->text : "",
                              .text_len = ev->text ? ev->text_len : 0};
     if (ev->type == MESH_SCHED_EV_TOKEN) {
-        if (ev->sample) {
-            out.logprob = ev->sample->logprob;
-            out.has_logprob = 1;
-        }
+        mesh_node_alt_t top[MESH_NODE_MAX_TOP];
+        if (ev->sample && r->logprobs)
+            s_fill_logprobs(r, ev->sample, &out, top);
         if (e->token_delay_ms) // testing only: before delivery, so even the first token waits
             usleep(e->token_delay_ms * 1000u);
         e->on_event(e->user, &out);
@@ -391,6 +458,7 @@ static void s_on_sched(const mesh_sched_event_t *ev, void *user) {
     pthread_mutex_lock(&e->lock);
     s_unlink(e, r);
     pthread_mutex_unlock(&e->lock);
+    free(r->scratch);
     free(r);
 }
 
@@ -473,11 +541,13 @@ int mesh_node_engine_submit(mesh_node_engine_t *e, const mesh_node_model_t *info
     q.sampling.frequency_penalty = s->frequency_penalty;
     q.sampling.seed = s->has_seed ? s->seed
                                   : (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ g->request_id;
-    if (s->logprobs) {
+    // logprobs: the sampled token's; top_logprobs: that many alternatives
+    // (clamped to the sampler's limit; the coordinator refuses more).
+    if (s->logprobs || s->top_logprobs) {
         q.sampling.logprobs = true;
-        q.sampling.n_logprobs = (int32_t)(s->logprobs > MESH_SAMPLER_MAX_LOGPROBS
+        q.sampling.n_logprobs = (int32_t)(s->top_logprobs > MESH_SAMPLER_MAX_LOGPROBS
                                               ? MESH_SAMPLER_MAX_LOGPROBS
-                                              : s->logprobs);
+                                              : s->top_logprobs);
     }
     q.max_tokens = (int32_t)(s->max_tokens > (1u << 24) ? (1u << 24) : s->max_tokens);
     q.stop = (const char *const *)s->stop;
@@ -493,6 +563,7 @@ int mesh_node_engine_submit(mesh_node_engine_t *e, const mesh_node_model_t *info
     r->m = m;
     r->request_id = g->request_id;
     r->n_replayed = (uint32_t)g->n_continue_ids;
+    r->logprobs = q.sampling.logprobs;
     q.user = r;
     pthread_mutex_lock(&e->lock);
     rc = mesh_sched_submit(m->sched, &q, &r->sched_id, err, err_len);

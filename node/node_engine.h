@@ -31,13 +31,29 @@ typedef struct {
     int n_threads;       // CPU threads; 0 = the engine's default (physical cores)
 } mesh_node_engine_opts_t;
 
+// Most alternatives per token an event carries (OpenAI's top_logprobs limit).
+#define MESH_NODE_MAX_TOP 20
+
+// A candidate token at one position.
+typedef struct {
+    int32_t token;
+    float logprob;             // natural log of its probability (<= 0)
+    const char *piece;         // its bytes decoded alone (may be part of a UTF-8
+    size_t piece_len;          // character; special tokens as their text)
+} mesh_node_alt_t;
+
 // One event of a request, on the engine thread. Pointers are valid during
-// the callback only.
+// the callback only. Logprobs are the model's raw distribution (sampler.h):
+// before penalties and temperature.
 typedef struct {
     uint64_t request_id;       // the coordinator's id
     int32_t token;             // done == 0: the new token
     float logprob;             // its log-probability (0 unless asked for)
-    int has_logprob;
+    int has_logprob;           // 1: logprob, piece and top[] are filled
+    const char *piece;         // has_logprob: the token decoded alone
+    size_t piece_len;
+    int n_top;                 // alternatives in top[] (sampling.top_logprobs, <= 20)
+    const mesh_node_alt_t *top; // most likely first
     const char *text;          // UTF-8-complete text it releases (may be empty);
     size_t text_len;           // done == 1: text still held back
     int done;                  // 1: the request ended; last event

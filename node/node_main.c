@@ -60,7 +60,11 @@ typedef struct s_out {
     uint64_t request_id;
     int32_t token;                // -1: none (a done event)
     float logprob;
-    int has_logprob;
+    int has_logprob;              // 1: piece and top[] too (a TokenInfo goes out)
+    int n_top;
+    struct { int32_t id; float logprob; size_t off, len; } top[MESH_NODE_MAX_TOP];
+    size_t piece_len;             // the token's piece: blob[0 .. piece_len)
+    uint8_t *blob;                // the token's piece, then each alternative's (owned)
     char *text;
     int done;
     char finish[16];
@@ -578,6 +582,32 @@ static void s_on_message(s_node_t *n, const uint8_t *rid, size_t rid_len, const 
     mesh_wire_free(&env);
 }
 
+// The event's token piece and alternatives into o (one allocation, blob).
+// 0 or MESH_ENOMEM.
+static int s_copy_pieces(s_out_t *o, const mesh_node_event_t *ev) {
+    int n = ev->n_top < MESH_NODE_MAX_TOP ? ev->n_top : MESH_NODE_MAX_TOP;
+    size_t total = ev->piece_len;
+    for (int i = 0; i < n; i++)
+        total += ev->top[i].piece_len;
+    o->blob = malloc(total ? total : 1);
+    if (!o->blob)
+        return MESH_ENOMEM;
+    memcpy(o->blob, ev->piece, ev->piece_len);
+    o->piece_len = ev->piece_len;
+    size_t at = ev->piece_len;
+    for (int i = 0; i < n; i++) {
+        const mesh_node_alt_t *a = &ev->top[i];
+        memcpy(o->blob + at, a->piece, a->piece_len);
+        o->top[i].id = a->token;
+        o->top[i].logprob = a->logprob;
+        o->top[i].off = at;
+        o->top[i].len = a->piece_len;
+        at += a->piece_len;
+    }
+    o->n_top = n;
+    return 0;
+}
+
 // Engine thread -> socket thread: one queued record per event, sent at
 // once (the pipe wakes the socket thread), so tokens stream as they come.
 static void s_on_event(void *user, const mesh_node_event_t *ev) {
@@ -588,7 +618,11 @@ static void s_on_event(void *user, const mesh_node_event_t *ev) {
     o->request_id = ev->request_id;
     o->token = ev->done ? -1 : ev->token;
     o->logprob = ev->logprob;
-    o->has_logprob = ev->has_logprob;
+    o->has_logprob = ev->has_logprob && !ev->done;
+    if (o->has_logprob && s_copy_pieces(o, ev)) {
+        o->n_top = 0; // no memory for the pieces: the token still goes, without them
+        o->piece_len = 0;
+    }
     o->text = strndup(ev->text ? ev->text : "", ev->text ? ev->text_len : 0);
     o->done = ev->done;
     snprintf(o->finish, sizeof o->finish, "%s", ev->finish ? ev->finish : "");
@@ -629,6 +663,24 @@ static void s_flush_out(s_node_t *n) {
                 k.text = o->text ? o->text : (char *)"";
                 k.n_logprobs = o->token >= 0 && o->has_logprob ? 1 : 0;
                 k.logprobs = &o->logprob;
+                // With the logprob: the token's own bytes and its alternatives.
+                Mesh__TokenInfo info = MESH__TOKEN_INFO__INIT, *infop = &info;
+                Mesh__TokenLogprob alt[MESH_NODE_MAX_TOP], *altp[MESH_NODE_MAX_TOP];
+                if (k.n_logprobs) {
+                    info.piece = (ProtobufCBinaryData){o->piece_len, o->blob};
+                    for (int i = 0; i < o->n_top; i++) {
+                        mesh__token_logprob__init(&alt[i]);
+                        alt[i].id = o->top[i].id;
+                        alt[i].logprob = o->top[i].logprob;
+                        alt[i].piece = (ProtobufCBinaryData){o->top[i].len,
+                                                             o->blob + o->top[i].off};
+                        altp[i] = &alt[i];
+                    }
+                    info.n_top = (size_t)o->n_top;
+                    info.top = altp;
+                    k.n_info = 1;
+                    k.info = &infop;
+                }
                 k.index = n->running[ri].index;
                 n->running[ri].index += (uint32_t)k.n_ids;
                 env.kind_case = MESH__ENVELOPE__KIND_CHUNK;
@@ -649,6 +701,7 @@ static void s_flush_out(s_node_t *n) {
             }
         }
         free(o->text);
+        free(o->blob);
         free(o);
         o = next;
     }
