@@ -84,7 +84,8 @@ typedef struct s_req {
     uint8_t tok_tried[S_MAX_NODES];
     uint32_t max_tokens;
     mesh_coord_stream_t cb;
-    void (*on_logprobs)(void *user, const float *logprobs, size_t n); // optional
+    void (*on_logprobs)(void *user, const mesh_coord_logprob_t *lp, size_t n); // optional
+    uint32_t top_logprobs;            // alternatives per token passed on (node may send more)
     void *user;
     int node;                         // slot serving it, -1: waiting to be routed
     uint64_t kv_reserved;             // bytes reserved on that node until first token
@@ -490,6 +491,48 @@ static void s_on_caps(s_node_t *nd, const Mesh__Capabilities *k) {
     nd->state = S_NODE_UP;
 }
 
+// Hands the logprob report of ids [first, first + n) of chunk k to the
+// request's on_logprobs: per id its logprob and, from nodes that send them
+// (TokenChunk.info), its bytes and alternatives. One allocation per chunk
+// (n is 1 from a streaming node).
+static void s_deliver_logprobs(s_req_t *r, const Mesh__TokenChunk *k, size_t first, size_t n) {
+    int info = k->n_info == k->n_ids;
+    size_t n_alt = 0;
+    for (size_t i = 0; info && i < n; i++) {
+        const Mesh__TokenInfo *t = k->info[first + i];
+        n_alt += t->n_top < r->top_logprobs ? t->n_top : r->top_logprobs;
+    }
+    mesh_coord_logprob_t *lp = calloc(n, sizeof *lp);
+    mesh_coord_alt_t *alt = calloc(n_alt ? n_alt : 1, sizeof *alt);
+    if (!lp || !alt) {
+        free(lp);
+        free(alt);
+        return; // no report: the HTTP layer shows a null logprob
+    }
+    size_t a = 0;
+    for (size_t i = 0; i < n; i++) {
+        lp[i].logprob = k->logprobs[first + i];
+        if (!info)
+            continue;
+        const Mesh__TokenInfo *t = k->info[first + i];
+        lp[i].has_piece = 1;
+        lp[i].piece = (const char *)t->piece.data;
+        lp[i].piece_len = t->piece.len;
+        lp[i].top = alt + a;
+        for (size_t j = 0; j < t->n_top && lp[i].n_top < r->top_logprobs; j++) {
+            alt[a].id = t->top[j]->id;
+            alt[a].logprob = t->top[j]->logprob;
+            alt[a].piece = (const char *)t->top[j]->piece.data;
+            alt[a].piece_len = t->top[j]->piece.len;
+            a++;
+            lp[i].n_top++;
+        }
+    }
+    r->on_logprobs(r->user, lp, n);
+    free(alt);
+    free(lp);
+}
+
 static void s_on_message(mesh_coord_t *c, int idx, const uint8_t *buf, size_t len) {
     s_node_t *nd = &c->nodes[idx];
     Mesh__Envelope *env = NULL;
@@ -558,7 +601,7 @@ static void s_on_message(mesh_coord_t *c, int idx, const uint8_t *buf, size_t le
         memcpy(r->gen + r->n_gen, k->ids + first_new, add * sizeof(int32_t));
         r->n_gen += add;
         if (r->on_logprobs && k->n_logprobs == k->n_ids)
-            r->on_logprobs(r->user, k->logprobs + first_new, add);
+            s_deliver_logprobs(r, k, first_new, add);
         if (r->cb.on_chunk)
             r->cb.on_chunk(r->user, k->ids + first_new, add, first_new ? "" : k->text);
         break;
@@ -1130,6 +1173,11 @@ int mesh_coord_submit(mesh_coord_t *c, const mesh_coord_request_t *rq,
         snprintf(err, err_len, "max_tokens must be between 1 and %u", 1u << 24);
         return MESH_EINVAL;
     }
+    if (rq->top_logprobs > MESH_COORD_MAX_TOP_LOGPROBS) {
+        snprintf(err, err_len, "top_logprobs must be between 0 and %d",
+                 MESH_COORD_MAX_TOP_LOGPROBS);
+        return MESH_EINVAL;
+    }
     s_req_t *r = calloc(1, sizeof *r);
     if (!r)
         return MESH_ENOMEM;
@@ -1180,7 +1228,12 @@ int mesh_coord_submit(mesh_coord_t *c, const mesh_coord_request_t *rq,
     s.n_stop = rq->n_stop;
     s.stop = (char **)rq->stop;
     s.max_tokens = rq->max_tokens;
-    s.logprobs = rq->logprobs;
+    // Field 11 nonzero asks for logprobs; an older node reads it as its top
+    // count, so it gets at least 1 (and then reports the sampled logprob).
+    s.logprobs = rq->logprobs || rq->top_logprobs
+                     ? (rq->top_logprobs > rq->logprobs ? rq->top_logprobs : rq->logprobs)
+                     : 0;
+    s.top_logprobs = rq->top_logprobs;
     g.sampling = &s;
     r->packed_len = mesh__generate_request__get_packed_size(&g);
     if (r->packed_len > MESH_WIRE_MAX_BYTES - 4096) {
@@ -1197,6 +1250,7 @@ int mesh_coord_submit(mesh_coord_t *c, const mesh_coord_request_t *rq,
     r->max_tokens = rq->max_tokens;
     r->cb = *cb;
     r->on_logprobs = rq->on_logprobs;
+    r->top_logprobs = rq->top_logprobs;
     r->user = user;
     r->node = -1;
     r->tok_node = -1;

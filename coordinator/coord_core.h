@@ -25,6 +25,28 @@ typedef struct {
     uint32_t max_attempts;      // nodes tried per request before giving up (3)
 } mesh_coord_opts_t;
 
+// Most alternatives per token (OpenAI's top_logprobs limit).
+#define MESH_COORD_MAX_TOP_LOGPROBS 20
+
+// A candidate token at one generated position (an OpenAI top_logprobs entry).
+typedef struct {
+    int32_t id;
+    float logprob;             // natural log, <= 0
+    const char *piece;         // the token decoded alone by the node's tokenizer:
+    size_t piece_len;          // raw bytes, maybe part of a UTF-8 character
+} mesh_coord_alt_t;
+
+// What the node reported about one generated token. Pointers are valid
+// during the callback only.
+typedef struct {
+    float logprob;             // the sampled token's (model distribution, see sampler.h)
+    int has_piece;             // 0: an older node sent the logprob alone
+    const char *piece;         // has_piece: the token decoded alone (raw bytes)
+    size_t piece_len;
+    const mesh_coord_alt_t *top; // (n_top) most likely first; n_top <= top_logprobs
+    size_t n_top;
+} mesh_coord_logprob_t;
+
 // A generation request. Borrowed for the duration of mesh_coord_submit only:
 // the core copies what it needs. Exactly one input: prompt, messages_json or
 // prompt_ids.
@@ -46,12 +68,14 @@ typedef struct {
     const char *const *stop;    // stop strings
     size_t n_stop;
     uint32_t max_tokens;        // required, > 0
-    uint32_t logprobs;
-    // (optional) Log-probabilities of the ids the next on_chunk delivers, one
-    // per id, called just before it (core thread, same user) when the node
-    // sent them. Here rather than in mesh_coord_stream_t so positional
-    // initialisers of that struct stay valid.
-    void (*on_logprobs)(void *user, const float *logprobs, size_t n);
+    uint32_t logprobs;          // nonzero: each token's logprob
+    // (optional) What the node reports about the ids the next on_chunk
+    // delivers, one entry per id, called just before it (core thread, same
+    // user) when the node sent logprobs. After a failover the entries go on
+    // from the new node exactly as the ids do. Here rather than in
+    // mesh_coord_stream_t so positional initialisers of that struct stay valid.
+    void (*on_logprobs)(void *user, const mesh_coord_logprob_t *lp, size_t n);
+    uint32_t top_logprobs;      // alternatives per token, 0..MESH_COORD_MAX_TOP_LOGPROBS
 } mesh_coord_request_t;
 
 // Stream callbacks, called on the core thread (keep them short; they may

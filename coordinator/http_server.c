@@ -171,8 +171,7 @@ typedef struct {
     uint32_t prompt_tokens, completion_tokens;
     s_str_t pend;               // text not yet parsed
     cJSON *pend_lp;             // logprob entries not yet sent (NULL: none)
-    float *lp_next;             // logprobs of the next chunk's ids (on_logprobs)
-    size_t n_lp_next;
+    cJSON *lp_next;             // entries for the next chunk's ids (on_logprobs)
     struct timespec t0, t_last; // submit, last chunk
     int got_first;
     mesh_openai_meta_t meta;    // node/route change on failover
@@ -188,6 +187,8 @@ typedef struct {
     s_str_t content, reasoning; // non-stream accumulation
     cJSON *tool_calls;          // array
     cJSON *lp_all;              // array
+    long text_offset;           // completions: code points before the next entry
+    cJSON *lp_hold;             // completions stream: entries whose text is not out yet
     int n_tool_calls;
 } s_gen_t;
 
@@ -208,10 +209,11 @@ static void s_gen_unref(s_gen_t *g) {
     free(g->out.s);
     free(g->content.s);
     free(g->reasoning.s);
-    free(g->lp_next);
+    cJSON_Delete(g->lp_next);
     cJSON_Delete(g->pend_lp);
     cJSON_Delete(g->tool_calls);
     cJSON_Delete(g->lp_all);
+    cJSON_Delete(g->lp_hold);
     pthread_cond_destroy(&g->cv);
     pthread_mutex_destroy(&g->mu);
     free(g);
@@ -235,15 +237,22 @@ static void s_on_route(void *user, const char *node, const char *reason) {
     }
 }
 
-static void s_on_logprobs(void *user, const float *lp, size_t n) {
+// Entries are built here (core thread) from what the node reported, and
+// joined with the chunk that follows.
+static void s_on_logprobs(void *user, const mesh_coord_logprob_t *lp, size_t n) {
     s_gen_t *g = user;
-    pthread_mutex_lock(&g->mu);
-    float *p = realloc(g->lp_next, (n ? n : 1) * sizeof *p);
-    if (p) {
-        memcpy(p, lp, n * sizeof *p);
-        g->lp_next = p;
-        g->n_lp_next = n;
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n; i++) {
+        cJSON *e = mesh_openai_logprob_entry(&lp[i]);
+        if (!e || !cJSON_AddItemToArray(a, e)) {
+            cJSON_Delete(e);
+            cJSON_Delete(a);
+            a = NULL;
+        }
     }
+    pthread_mutex_lock(&g->mu);
+    cJSON_Delete(g->lp_next);
+    g->lp_next = a;
     pthread_mutex_unlock(&g->mu);
 }
 
@@ -258,18 +267,24 @@ static void s_on_chunk(void *user, const int32_t *ids, size_t n, const char *tex
     if (g->rq.logprobs && n) {
         if (!g->pend_lp)
             g->pend_lp = cJSON_CreateArray();
-        // One entry per token; a chunk's text belongs to its first token
-        // (nodes send one token per chunk while streaming).
+        cJSON *next = g->lp_next;
+        g->lp_next = NULL;
+        if (cJSON_GetArraySize(next) != (int)n) { // the node sent none: null logprobs
+            cJSON_Delete(next);
+            next = NULL;
+        }
         for (size_t i = 0; i < n && g->pend_lp; i++) {
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddStringToObject(e, "token", i == 0 && text ? text : "");
-            if (g->n_lp_next == n)
-                cJSON_AddNumberToObject(e, "logprob", g->lp_next[i]);
-            else
-                cJSON_AddNullToObject(e, "logprob");
+            cJSON *e = next ? cJSON_DetachItemFromArray(next, 0)
+                            : mesh_openai_logprob_entry(NULL);
+            if (!e)
+                continue;
+            // An older node sends no token bytes: a chunk's text then stands
+            // for its first token (nodes send one token per chunk).
+            if (i == 0 && text && cJSON_IsNull(cJSON_GetObjectItem(e, "bytes")))
+                cJSON_ReplaceItemInObject(e, "token", cJSON_CreateString(text));
             cJSON_AddItemToArray(g->pend_lp, e);
         }
-        g->n_lp_next = 0;
+        cJSON_Delete(next);
     }
     double ttft = -1, tpot = -1;
     if (!g->got_first) {
@@ -358,16 +373,30 @@ static void s_emit_chunk(s_gen_t *g, cJSON *chunk) {
     cJSON_Delete(chunk);
 }
 
+// Completions stream: the held entries as the choice's logprobs (their text
+// goes out in the same chunk, as OpenAI sends them).
+static void s_attach_held(s_gen_t *g, cJSON *choice) {
+    if (!g->lp_hold)
+        return;
+    cJSON *l = mesh_openai_legacy_logprobs(g->lp_hold, g->rq.top_logprobs > 0, &g->text_offset);
+    cJSON_Delete(g->lp_hold);
+    g->lp_hold = NULL;
+    if (l)
+        cJSON_ReplaceItemInObject(choice, "logprobs", l);
+}
+
 static void s_emit_delta(s_gen_t *g, const char *key, const char *text, size_t len) {
     cJSON *choice, *c = mesh_openai_chunk(&g->meta, &choice);
     char *t = malloc(len + 1);
     if (t) {
         memcpy(t, text, len);
         t[len] = 0;
-        if (g->rq.kind == MESH_OPENAI_CHAT)
+        if (g->rq.kind == MESH_OPENAI_CHAT) {
             cJSON_AddStringToObject(cJSON_GetObjectItem(choice, "delta"), key, t);
-        else
+        } else {
             cJSON_ReplaceItemInObject(choice, "text", cJSON_CreateString(t));
+            s_attach_held(g, choice);
+        }
         free(t);
     }
     s_emit_chunk(g, c);
@@ -423,6 +452,16 @@ static void s_pump(s_gen_t *g) {
     memset(&g->pend, 0, sizeof g->pend);
     g->pend_lp = NULL;
     pthread_mutex_unlock(&g->mu);
+    if (lp && g->rq.stream && g->rq.kind == MESH_OPENAI_COMPLETION) {
+        // Held until text goes out (never an empty text chunk), then with it.
+        if (!g->lp_hold)
+            g->lp_hold = cJSON_CreateArray();
+        cJSON *e;
+        while (g->lp_hold && (e = cJSON_DetachItemFromArray(lp, 0)))
+            cJSON_AddItemToArray(g->lp_hold, e);
+        cJSON_Delete(lp);
+        lp = NULL;
+    }
     if (text.len) {
         if (g->parser)
             g->fam->feed(g->parser, text.s, text.len);
@@ -433,6 +472,8 @@ static void s_pump(s_gen_t *g) {
     if (!lp)
         return;
     if (g->rq.stream) {
+        // Chat: in their own chunk (empty delta): the output parser decides
+        // when text goes out, not the tokens.
         cJSON *choice, *c = mesh_openai_chunk(&g->meta, &choice);
         cJSON *l = cJSON_CreateObject();
         cJSON_AddItemToObject(l, "content", lp);
@@ -521,6 +562,7 @@ static void s_stream_end(s_gen_t *g) {
     }
     cJSON *choice, *c = mesh_openai_chunk(&g->meta, &choice);
     cJSON_ReplaceItemInObject(choice, "finish_reason", cJSON_CreateString(s_finish_reason(g)));
+    s_attach_held(g, choice); // tokens whose text never came (held back to the end)
     cJSON_AddItemToObject(c, "mesh", mesh_openai_mesh_field(&g->meta));
     s_emit_chunk(g, c);
     if (g->rq.include_usage) {
@@ -674,16 +716,9 @@ static cJSON *s_full_body(s_gen_t *g) {
         cJSON_AddStringToObject(c, "text", content);
         if (g->lp_all) {
             // Completions' older shape: parallel arrays.
-            cJSON *l = cJSON_AddObjectToObject(c, "logprobs");
-            cJSON *tok = cJSON_AddArrayToObject(l, "tokens");
-            cJSON *tlp = cJSON_AddArrayToObject(l, "token_logprobs");
-            cJSON_AddNullToObject(l, "top_logprobs");
-            cJSON *e;
-            cJSON_ArrayForEach(e, g->lp_all) {
-                cJSON_AddItemToArray(tok, cJSON_Duplicate(cJSON_GetObjectItem(e, "token"), 1));
-                cJSON_AddItemToArray(tlp,
-                                     cJSON_Duplicate(cJSON_GetObjectItem(e, "logprob"), 1));
-            }
+            cJSON *l = mesh_openai_legacy_logprobs(g->lp_all, g->rq.top_logprobs > 0,
+                                                   &g->text_offset);
+            cJSON_AddItemToObject(c, "logprobs", l ? l : cJSON_CreateNull());
         } else {
             cJSON_AddNullToObject(c, "logprobs");
         }

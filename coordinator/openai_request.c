@@ -579,7 +579,8 @@ static int s_parse(mesh_openai_kind_t kind, const cJSON *o, mesh_openai_request_
         r->req.messages_json = r->messages_json;
         r->req.tools_json = r->tools_json;
     }
-    r->req.logprobs = r->logprobs ? (r->top_logprobs ? r->top_logprobs : 1) : 0;
+    r->req.logprobs = r->logprobs ? 1 : 0;
+    r->req.top_logprobs = r->top_logprobs;
     return 0;
 }
 

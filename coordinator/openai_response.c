@@ -99,3 +99,110 @@ char *mesh_openai_sse(const cJSON *j) {
     free(t);
     return s;
 }
+
+// ---- logprobs ----
+
+char *mesh_openai_token_text(const char *piece, size_t len) {
+    if (len == 0)
+        return strdup("");
+    int plain = mesh_openai_utf8_valid(piece, len) && !memchr(piece, 0, len);
+    char *t = malloc(plain ? len + 1 : 6 + 4 * len + 1);
+    if (!t)
+        return NULL;
+    if (plain) {
+        memcpy(t, piece, len);
+        t[len] = 0;
+        return t;
+    }
+    memcpy(t, "bytes:", 6);
+    for (size_t i = 0; i < len; i++)
+        snprintf(t + 6 + 4 * i, 5, "\\x%02x", (unsigned char)piece[i]);
+    t[6 + 4 * len] = 0;
+    return t;
+}
+
+// {"token", "logprob", "bytes"} of one piece into o; 0 or -1 (no memory).
+static int s_token_fields(cJSON *o, const char *piece, size_t len, int has_piece,
+                          float logprob, int has_logprob) {
+    char *t = has_piece ? mesh_openai_token_text(piece, len) : NULL;
+    if (has_piece && !t)
+        return -1;
+    cJSON_AddStringToObject(o, "token", t ? t : "");
+    free(t);
+    if (has_logprob)
+        cJSON_AddNumberToObject(o, "logprob", (double)logprob);
+    else
+        cJSON_AddNullToObject(o, "logprob");
+    if (!has_piece)
+        return cJSON_AddNullToObject(o, "bytes") ? 0 : -1;
+    cJSON *b = cJSON_AddArrayToObject(o, "bytes");
+    for (size_t i = 0; b && i < len; i++)
+        cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)piece[i]));
+    return b ? 0 : -1;
+}
+
+cJSON *mesh_openai_logprob_entry(const mesh_coord_logprob_t *lp) {
+    cJSON *e = cJSON_CreateObject();
+    if (!e)
+        return NULL;
+    int bad = s_token_fields(e, lp ? lp->piece : NULL, lp ? lp->piece_len : 0,
+                             lp && lp->has_piece, lp ? lp->logprob : 0.0f, lp != NULL);
+    cJSON *top = cJSON_AddArrayToObject(e, "top_logprobs");
+    bad |= !top;
+    for (size_t i = 0; !bad && lp && i < lp->n_top; i++) {
+        cJSON *a = cJSON_CreateObject();
+        bad |= !a || !cJSON_AddItemToArray(top, a) ||
+               s_token_fields(a, lp->top[i].piece, lp->top[i].piece_len, 1,
+                              lp->top[i].logprob, 1);
+    }
+    if (bad) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    return e;
+}
+
+// Code points in an entry's text: its bytes' lead bytes (so a character
+// split over two tokens counts once, at its first byte), or its token text.
+static long s_code_points(const cJSON *e) {
+    long n = 0;
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(e, "bytes"), *x;
+    if (cJSON_IsArray(b)) {
+        cJSON_ArrayForEach(x, b) n += ((unsigned)x->valuedouble & 0xC0) != 0x80;
+        return n;
+    }
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "token"));
+    for (; t && *t; t++)
+        n += ((unsigned char)*t & 0xC0) != 0x80;
+    return n;
+}
+
+cJSON *mesh_openai_legacy_logprobs(const cJSON *entries, int with_top, long *offset) {
+    cJSON *l = cJSON_CreateObject();
+    cJSON *tok = cJSON_AddArrayToObject(l, "tokens");
+    cJSON *tlp = cJSON_AddArrayToObject(l, "token_logprobs");
+    cJSON *top = with_top ? cJSON_AddArrayToObject(l, "top_logprobs")
+                          : cJSON_AddNullToObject(l, "top_logprobs");
+    cJSON *off = cJSON_AddArrayToObject(l, "text_offset");
+    if (!tok || !tlp || !top || !off) {
+        cJSON_Delete(l);
+        return NULL;
+    }
+    const cJSON *e, *a;
+    cJSON_ArrayForEach(e, entries) {
+        cJSON_AddItemToArray(tok, cJSON_Duplicate(cJSON_GetObjectItem(e, "token"), 1));
+        cJSON_AddItemToArray(tlp, cJSON_Duplicate(cJSON_GetObjectItem(e, "logprob"), 1));
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)*offset));
+        *offset += s_code_points(e);
+        if (!with_top)
+            continue;
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddItemToArray(top, d);
+        cJSON_ArrayForEach(a, cJSON_GetObjectItem(e, "top_logprobs")) {
+            const char *t = cJSON_GetStringValue(cJSON_GetObjectItem(a, "token"));
+            if (d && t && !cJSON_GetObjectItemCaseSensitive(d, t))
+                cJSON_AddItemToObject(d, t, cJSON_Duplicate(cJSON_GetObjectItem(a, "logprob"), 1));
+        }
+    }
+    return l;
+}

@@ -56,7 +56,8 @@ static void test_chat_full(void **state) {
     assert_true(r.req.seed == UINT64_MAX);
     assert_int_equal(r.req.n_stop, 2);
     assert_string_equal(r.req.stop[1], "###");
-    assert_int_equal(r.req.logprobs, 3);
+    assert_int_equal(r.req.logprobs, 1);
+    assert_int_equal(r.req.top_logprobs, 3);
     assert_int_equal(r.req.enable_thinking, 0);
     assert_int_equal(r.req.add_generation_prompt, 1);
     assert_true(r.has_tools);
@@ -145,7 +146,8 @@ static void test_completions(void **state) {
     assert_int_equal(r.req.n_prompt_ids, 3);
     assert_int_equal(r.req.prompt_ids[2], 3);
     assert_null(r.req.prompt);
-    assert_int_equal(r.req.logprobs, 2);
+    assert_int_equal(r.req.logprobs, 1);
+    assert_int_equal(r.req.top_logprobs, 2);
     mesh_openai_request_clear(&r);
 }
 
@@ -181,6 +183,12 @@ static const s_bad_t s_bad[] = {
     {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stop\":5}", 400, "stop"},
     {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream\":\"yes\"}", 400, "stream"},
     {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}", 400, "top_logprobs"},
+    {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":false,\"top_logprobs\":1}", 400, "top_logprobs"},
+    {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true,\"top_logprobs\":21}", 400, "top_logprobs"},
+    {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true,\"top_logprobs\":-1}", 400, "top_logprobs"},
+    {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true,\"top_logprobs\":2.5}", 400, "top_logprobs"},
+    {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true,\"top_logprobs\":\"3\"}", 400, "top_logprobs"},
+    {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":1}", 400, "logprobs"},
     {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"sometimes\"}", 400, "tool_choice"},
     {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\"}", 400, "tool_choice"},
     {MESH_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a\"}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"zz\"}}}", 400, "tool_choice"},
@@ -267,6 +275,79 @@ static void test_error_shape(void **state) {
     assert_true(m1.created > 1600000000);
 }
 
+// Logprob entries: bytes-safe token texts, the chat entry shape, and the
+// completions' older shape with text offsets in code points.
+static void test_logprob_shapes(void **state) {
+    (void)state;
+    char *t = mesh_openai_token_text("h\xc3\xa9", 3);
+    assert_string_equal(t, "h\xc3\xa9");
+    free(t);
+    t = mesh_openai_token_text("\xe4\xbd", 2); // first two bytes of a 3-byte character
+    assert_string_equal(t, "bytes:\\xe4\\xbd");
+    free(t);
+    t = mesh_openai_token_text("a\0b", 3);
+    assert_string_equal(t, "bytes:\\x61\\x00\\x62");
+    free(t);
+    t = mesh_openai_token_text("", 0);
+    assert_string_equal(t, "");
+    free(t);
+
+    mesh_coord_alt_t alt[2] = {{5, -0.25f, "\xe4\xbd", 2}, {6, -2.0f, " x", 2}};
+    mesh_coord_logprob_t lp[2] = {
+        {.logprob = -0.25f, .has_piece = 1, .piece = "\xe4\xbd", .piece_len = 2, .top = alt,
+         .n_top = 2},
+        {.logprob = -1.5f, .has_piece = 1, .piece = "\xa0!", .piece_len = 2, .top = alt + 1,
+         .n_top = 1},
+    };
+    cJSON *entries = cJSON_CreateArray();
+    for (int i = 0; i < 2; i++)
+        cJSON_AddItemToArray(entries, mesh_openai_logprob_entry(&lp[i]));
+    char *text = cJSON_PrintUnformatted(entries);
+    assert_true(mesh_openai_utf8_valid(text, strlen(text)));
+    free(text);
+    cJSON *e0 = cJSON_GetArrayItem(entries, 0);
+    assert_string_equal(cJSON_GetObjectItem(e0, "token")->valuestring, "bytes:\\xe4\\xbd");
+    assert_float_equal(cJSON_GetObjectItem(e0, "logprob")->valuedouble, -0.25, 0);
+    cJSON *b = cJSON_GetObjectItem(e0, "bytes");
+    assert_int_equal(cJSON_GetArraySize(b), 2);
+    assert_int_equal(cJSON_GetArrayItem(b, 0)->valueint, 0xe4);
+    assert_int_equal(cJSON_GetArrayItem(b, 1)->valueint, 0xbd);
+    cJSON *top = cJSON_GetObjectItem(e0, "top_logprobs");
+    assert_int_equal(cJSON_GetArraySize(top), 2);
+    cJSON *a1 = cJSON_GetArrayItem(top, 1);
+    assert_string_equal(cJSON_GetObjectItem(a1, "token")->valuestring, " x");
+    assert_float_equal(cJSON_GetObjectItem(a1, "logprob")->valuedouble, -2.0, 0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(a1, "bytes")), 2);
+
+    // Nothing from the node: null logprob and bytes, no alternatives.
+    cJSON *none = mesh_openai_logprob_entry(NULL);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(none, "logprob")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(none, "bytes")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(none, "top_logprobs")), 0);
+    cJSON_Delete(none);
+
+    // Older shape: the split character counts once, at its first byte.
+    long off = 10;
+    cJSON *l = mesh_openai_legacy_logprobs(entries, 1, &off);
+    assert_int_equal(off, 10 + 1 + 1);
+    cJSON *to = cJSON_GetObjectItem(l, "text_offset");
+    assert_int_equal(cJSON_GetArrayItem(to, 0)->valueint, 10);
+    assert_int_equal(cJSON_GetArrayItem(to, 1)->valueint, 11);
+    assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(l, "tokens"), 1)->valuestring,
+                        "bytes:\\xa0\\x21");
+    assert_float_equal(
+        cJSON_GetArrayItem(cJSON_GetObjectItem(l, "token_logprobs"), 1)->valuedouble, -1.5, 0);
+    cJSON *d0 = cJSON_GetArrayItem(cJSON_GetObjectItem(l, "top_logprobs"), 0);
+    assert_int_equal(cJSON_GetArraySize(d0), 2);
+    assert_float_equal(cJSON_GetObjectItem(d0, " x")->valuedouble, -2.0, 0);
+    cJSON_Delete(l);
+    l = mesh_openai_legacy_logprobs(entries, 0, &off);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(l, "top_logprobs")));
+    assert_int_equal(off, 14);
+    cJSON_Delete(l);
+    cJSON_Delete(entries);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chat_full),
@@ -275,6 +356,7 @@ int main(void) {
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_deep_and_huge),
         cmocka_unit_test(test_error_shape),
+        cmocka_unit_test(test_logprob_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #   http_check.py sse FILE [usage] [tools] [completion]
 #   http_check.py completion FILE
 #   http_check.py models FILE MODEL
+#   http_check.py logprobs FILE chat|completion [stream] N
 # Exits non-zero with one line naming what is wrong.
 import json
 import sys
@@ -179,6 +180,117 @@ def check_models(path, model):
         die("model entry %r" % m)
 
 
+def check_alternatives(where, tok, lp, alts, n):
+    """One token's alternatives: exactly n, sorted descending, all <= 0, and
+    (greedy, as every test request is) the sampled token first."""
+    if len(alts) != n:
+        die("%s: %d alternatives, wanted %d: %r" % (where, len(alts), n, alts))
+    vals = [a[1] for a in alts]
+    if any(not isinstance(v, float) and not isinstance(v, int) for v in vals):
+        die("%s: logprobs %r" % (where, vals))
+    if any(v > 0 for v in vals + [lp]):
+        die("%s: a logprob above 0: %r / %r" % (where, lp, vals))
+    if vals != sorted(vals, reverse=True):
+        die("%s: alternatives not sorted: %r" % (where, vals))
+    if n and (alts[0][0] != tok or alts[0][1] != lp):
+        die("%s: greedy token %r (%r) is not the first alternative %r" % (where, tok, lp, alts[0]))
+
+
+def shown(raw):
+    """The token text the endpoint shows for these bytes."""
+    try:
+        t = raw.decode("utf-8")
+        if "\0" not in t:
+            return t
+    except UnicodeDecodeError:
+        pass
+    return "bytes:" + "".join("\\x%02x" % c for c in raw)
+
+
+def check_entry(where, e, n):
+    """A chat logprobs.content entry: token, logprob, bytes, top_logprobs."""
+    if set(e) != {"token", "logprob", "bytes", "top_logprobs"}:
+        die("%s: entry keys %r" % (where, sorted(e)))
+    for a in [e] + e["top_logprobs"]:
+        if set(a) - {"top_logprobs"} != {"token", "logprob", "bytes"} or not isinstance(a["bytes"], list):
+            die("%s: alternative %r" % (where, a))
+        if a["token"] != shown(bytes(a["bytes"])):
+            die("%s: token %r, wanted %r for its bytes" % (where, a["token"], shown(bytes(a["bytes"]))))
+    check_alternatives(where, e["token"], e["logprob"],
+                       [(a["token"], a["logprob"]) for a in e["top_logprobs"]], n)
+    return bytes(e["bytes"])
+
+
+def check_logprobs(path, kind, stream, n):
+    """Every token's entry; the tokens' bytes must give the text. Prints the
+    number of entries."""
+    content = reasoning = ""
+    if stream:
+        chunks = [json.loads(e) for e in parse_sse(path)[:-1]]
+        choices = [c["choices"][0] for c in chunks if c["choices"]]
+        for c in choices:
+            if kind == "completion":
+                content += c.get("text") or ""
+            else:
+                content += c["delta"].get("content") or ""
+                reasoning += c["delta"].get("reasoning_content") or ""
+        parts = [c["logprobs"] for c in choices if c["logprobs"] is not None]
+        usage, finish = None, choices[-1]["finish_reason"]
+    else:
+        j = load(path)
+        c = j["choices"][0]
+        if kind == "completion":
+            content = c["text"]
+        else:
+            content = c["message"]["content"] or ""
+            reasoning = c["message"].get("reasoning_content") or ""
+        parts = [c["logprobs"]]
+        usage, finish = j["usage"], c["finish_reason"]
+    count = 0
+    if kind == "chat":
+        got = b""
+        for part in parts:
+            if not isinstance(part, dict) or set(part) != {"content"}:
+                die("chat logprobs %r" % part)
+            for e in part["content"]:
+                got += check_entry("token %d" % count, e, n)
+                count += 1
+        try:
+            g = got.decode("utf-8")
+        except UnicodeDecodeError:
+            g = None  # the stream shows invalid bytes as U+FFFD: not comparable
+        if g is not None and (content not in g or reasoning not in g):
+            die("the tokens' bytes %r do not hold %r and %r" % (g, reasoning, content))
+    else:
+        toks = []
+        offs = []
+        for part in parts:
+            if not isinstance(part, dict) or set(part) != {"tokens", "token_logprobs", "top_logprobs", "text_offset"}:
+                die("completion logprobs %r" % part)
+            t, lps, tops, o = part["tokens"], part["token_logprobs"], part["top_logprobs"], part["text_offset"]
+            if not (len(t) == len(lps) == len(o) == len(tops)):
+                die("parallel arrays differ in length: %r" % part)
+            for i in range(len(t)):
+                check_alternatives("token %d" % count, t[i], lps[i], list(tops[i].items()), n)
+                count += 1
+            toks += t
+            offs += o
+        if offs != sorted(offs):
+            die("text_offset decreases: %r" % offs)
+        if not any(t.startswith("bytes:") for t in toks):
+            if "".join(toks) != content:
+                die("the tokens %r are not the text %r" % (toks, content))
+            want = [len("".join(toks[:i])) for i in range(len(toks))]
+            if offs != want:
+                die("text_offset %r, wanted %r" % (offs, want))
+    if count == 0:
+        die("no logprob entries")
+    if usage and not (count == usage["completion_tokens"] or
+                      (finish == "stop" and count == usage["completion_tokens"] - 1)):
+        die("%d entries for %d completion tokens" % (count, usage["completion_tokens"]))
+    print(count)
+
+
 cmd = sys.argv[1]
 a = sys.argv[2:]
 if cmd == "error":
@@ -191,5 +303,7 @@ elif cmd == "completion":
     check_completion(a[0])
 elif cmd == "models":
     check_models(a[0], a[1])
+elif cmd == "logprobs":
+    check_logprobs(a[0], a[1], "stream" in a[2:-1], int(a[-1]))
 else:
     die("unknown check " + cmd)

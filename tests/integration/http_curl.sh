@@ -60,6 +60,16 @@ import json,sys
 lp=json.load(open(sys.argv[1]))["choices"][0]["logprobs"]["content"]
 assert lp and all(isinstance(e["logprob"],float) and e["logprob"]<0 for e in lp), lp
 ' "$WORK/c7.out" && ok "chat logprobs"
+[ "$ST" = 200 ] && "${CHECK[@]}" logprobs "$WORK/c7.out" chat 0 >/dev/null && ok "chat logprobs: entries without alternatives"
+chat c10 "{\"model\":\"glm-tiny\",$USER,\"logprobs\":true,\"top_logprobs\":3}"
+[ "$ST" = 200 ] && "${CHECK[@]}" logprobs "$WORK/c10.out" chat 3 >/dev/null && python3 -c '
+import json,sys
+e=json.load(open(sys.argv[1]))["choices"][0]["logprobs"]["content"][0]["top_logprobs"][1]
+assert e["token"]=="bytes:\\xe4\\xbd" and e["bytes"]==[228,189], e
+' "$WORK/c10.out" && ok "chat top_logprobs: 3 per token, half a character as bytes"
+chat c11 "{\"model\":\"glm-tiny\",$USER,\"logprobs\":true,\"top_logprobs\":20,\"stream\":true}"
+[ "$ST" = 200 ] && "${CHECK[@]}" logprobs "$WORK/c11.out" chat stream 20 >/dev/null &&
+    "${CHECK[@]}" sse "$WORK/c11.out" >/dev/null && ok "chat stream top_logprobs: 20 per token"
 chat c8 "{\"model\":\"glm-tiny\",$USER,$TOOLS,\"tool_choice\":\"required\"}"
 "${CHECK[@]}" error "$WORK/c8.out" "$ST" 500 tool_choice tool_choice_not_satisfied && ok "tool_choice required, not met: error"
 chat c9 "{\"model\":\"glm-tiny\",$WEATHER,$TOOLS,\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}}"
@@ -71,6 +81,11 @@ comp p2 '{"model":"glm-tiny","prompt":[1,2,3],"max_tokens":4}'
 [ "$ST" = 200 ] && [ "$("${CHECK[@]}" completion "$WORK/p2.out")" = length ] && ok "completions: token ids"
 comp p3 '{"model":"glm-tiny","prompt":"Once","stream":true}'
 [ "$ST" = 200 ] && "${CHECK[@]}" sse "$WORK/p3.out" completion >/dev/null && ok "completions: stream"
+comp p4 '{"model":"glm-tiny","prompt":"Once upon a time","logprobs":2,"max_tokens":12}'
+[ "$ST" = 200 ] && [ "$("${CHECK[@]}" logprobs "$WORK/p4.out" completion 2)" = 12 ] && ok "completions logprobs: older shape, text_offset"
+comp p5 '{"model":"glm-tiny","prompt":"Once","logprobs":5,"stream":true}'
+[ "$ST" = 200 ] && "${CHECK[@]}" logprobs "$WORK/p5.out" completion stream 5 >/dev/null &&
+    "${CHECK[@]}" sse "$WORK/p5.out" completion >/dev/null && ok "completions stream logprobs"
 
 # Errors.
 chat e1 '{"model": "glm-tiny", "messages": ['
@@ -83,6 +98,14 @@ chat e4 "{\"model\":\"glm-tiny\",$USER,\"max_tokens\":1e999}"
 "${CHECK[@]}" error "$WORK/e4.out" "$ST" 400 max_tokens && ok "huge number: 400 names max_tokens"
 chat e5 "{\"model\":\"glm-tiny\",$USER,\"n\":3}"
 "${CHECK[@]}" error "$WORK/e5.out" "$ST" 400 n && ok "n=3: 400"
+chat e13 "{\"model\":\"glm-tiny\",$USER,\"logprobs\":true,\"top_logprobs\":21}"
+"${CHECK[@]}" error "$WORK/e13.out" "$ST" 400 top_logprobs && ok "top_logprobs 21: 400"
+chat e14 "{\"model\":\"glm-tiny\",$USER,\"logprobs\":true,\"top_logprobs\":-1}"
+"${CHECK[@]}" error "$WORK/e14.out" "$ST" 400 top_logprobs && ok "top_logprobs -1: 400"
+chat e15 "{\"model\":\"glm-tiny\",$USER,\"top_logprobs\":2}"
+"${CHECK[@]}" error "$WORK/e15.out" "$ST" 400 top_logprobs && ok "top_logprobs without logprobs: 400"
+comp e16 '{"model":"glm-tiny","prompt":"x","logprobs":6}'
+"${CHECK[@]}" error "$WORK/e16.out" "$ST" 400 logprobs && ok "completions logprobs 6: 400"
 chat e6 "{\"model\":\"no-such-model\",$USER}"
 "${CHECK[@]}" error "$WORK/e6.out" "$ST" 404 model model_not_found && ok "unknown model: 404"
 chat e7 "{\"model\":\"glm-tiny:q2_k\",$USER}"
@@ -147,5 +170,5 @@ for pat in 'mesh_http_requests_total{endpoint="chat",model="glm-tiny",status="20
     grep -qF "$pat" "$WORK/metrics.out" || { echo "FAIL: /metrics lacks $pat" >&2; exit 1; }
 done
 ok "metrics carry requests, tokens, latency histograms, node gauges, routing"
-[ "$N" = 35 ] || { echo "FAIL: $N of 35 checks passed" >&2; exit 1; }
+[ "$N" = 44 ] || { echo "FAIL: $N of 44 checks passed" >&2; exit 1; }
 echo "PASS: $N checks"

@@ -36,6 +36,7 @@ typedef struct {
     size_t pos, len;     // bytes
     uint32_t emitted, max_tokens, index, prompt_tokens;
     int endless, logprobs;
+    uint32_t top_logprobs;  // alternatives asked per token
     int64_t next_ms, step_ms;
 } s_gen_t;
 
@@ -138,9 +139,35 @@ static void s_step(void *sock, s_gen_t *gn) {
     k.ids = &id;
     k.text = piece;
     k.index = gn->index++;
+    // Logprobs: the piece is the token's own bytes; alternatives are the
+    // token itself (greedy: it is the most likely), then made-up ones 0.5
+    // apart, the first of them half a UTF-8 character (bytes-safe output).
+    Mesh__TokenInfo info = MESH__TOKEN_INFO__INIT, *infop = &info;
+    Mesh__TokenLogprob alt[20], *altp[20];
+    char alt_text[20][8];
     if (gn->logprobs) {
         k.n_logprobs = 1;
         k.logprobs = &lp;
+        info.piece = (ProtobufCBinaryData){n, (uint8_t *)piece};
+        uint32_t na = gn->top_logprobs < 20 ? gn->top_logprobs : 20;
+        for (uint32_t j = 0; j < na; j++) {
+            mesh__token_logprob__init(&alt[j]);
+            alt[j].id = j == 0 ? id : 3000 + (int32_t)j;
+            alt[j].logprob = lp - 0.5f * (float)j;
+            if (j == 0)
+                alt[j].piece = info.piece;
+            else if (j == 1)
+                alt[j].piece = (ProtobufCBinaryData){2, (uint8_t *)"\xe4\xbd"};
+            else
+                alt[j].piece = (ProtobufCBinaryData){
+                    (size_t)snprintf(alt_text[j], sizeof alt_text[j], " alt%u", j),
+                    (uint8_t *)alt_text[j]};
+            altp[j] = &alt[j];
+        }
+        info.n_top = na;
+        info.top = altp;
+        k.n_info = 1;
+        k.info = &infop;
     }
     env.kind_case = MESH__ENVELOPE__KIND_CHUNK;
     env.chunk = &k;
@@ -309,6 +336,7 @@ int main(int argc, char **argv) {
                 gn->len = gn->script ? strlen(gn->script) : 0;
                 gn->max_tokens = g->sampling ? g->sampling->max_tokens : 16;
                 gn->logprobs = g->sampling && g->sampling->logprobs;
+                gn->top_logprobs = g->sampling ? g->sampling->top_logprobs : 0;
                 gn->index = g->index_base;
                 gn->prompt_tokens = 7;
                 if (g->input_case == MESH__GENERATE_REQUEST__INPUT_CHAT && g->chat)
