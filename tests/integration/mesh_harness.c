@@ -282,6 +282,7 @@ void mh_mesh_init(mh_mesh_t *m) {
     snprintf(m->key, sizeof m->key, "%s/coord.key", m->dir);
     snprintf(m->tokfile, sizeof m->tokfile, "%s/admin.token", m->dir);
     snprintf(m->portfile, sizeof m->portfile, "%s/admin.port", m->dir);
+    snprintf(m->httpportfile, sizeof m->httpportfile, "%s/http.port", m->dir);
     snprintf(m->log, sizeof m->log, "%s/coord.log", m->dir);
     char out[512];
     char *argv[] = {m->coord_bin, "--key", m->key, "--state", m->state, "--print-key", NULL};
@@ -294,18 +295,22 @@ void mh_mesh_init(mh_mesh_t *m) {
 
 void mh_mesh_coord_start(mh_mesh_t *m) {
     unlink(m->portfile);
+    unlink(m->httpportfile);
     char *argv[] = {m->coord_bin, "--key", m->key, "--state", m->state, "--admin",
                     "127.0.0.1:0", "--admin-token-file", m->tokfile, "--port-file",
                     m->portfile, "--heartbeat-ms", "100", "--dead-after", "5",
                     // the OpenAI endpoint on any free port: tests run in parallel
-                    "--listen", "127.0.0.1:0", NULL};
+                    "--listen", "127.0.0.1:0", "--http-port-file", m->httpportfile, NULL};
     m->pid = mh_spawn(m->log, argv);
-    if (mh_wait_file(m->portfile, 10000) != 0)
+    if (mh_wait_file(m->portfile, 10000) != 0 || mh_wait_file(m->httpportfile, 10000) != 0)
         fail_msg("meshcoord did not start (see %s)", m->log);
     char buf[64];
     mh_read_file(m->portfile, buf, sizeof buf);
     m->port = atoi(buf);
     assert_true(m->port > 0);
+    mh_read_file(m->httpportfile, buf, sizeof buf);
+    m->http_port = atoi(buf);
+    assert_true(m->http_port > 0);
     assert_true(mh_read_file(m->tokfile, m->token, sizeof m->token) > 0);
     m->token[strcspn(m->token, "\r\n")] = 0;
 }

@@ -60,12 +60,15 @@ typedef struct {
     char pub[64];        // coordinator public key
     char token[128];
     int port;            // admin port
+    char httpportfile[320];
+    int http_port;       // the OpenAI endpoint's port
     pid_t pid;
 } mh_mesh_t;
 
 // Makes the directory, the coordinator key (via --print-key) and starts it.
 void mh_mesh_init(mh_mesh_t *m);
-// (Re)starts meshcoord on the same state/key/token files; sets m->port.
+// (Re)starts meshcoord on the same state/key/token files; sets m->port and
+// m->http_port.
 void mh_mesh_coord_start(mh_mesh_t *m);
 // Public key of a node key file dir/NAME.key (created on first use).
 void mh_mesh_node_key(mh_mesh_t *m, const char *name, char *pub, size_t cap);

@@ -4,7 +4,9 @@
 //   (a) greedy answers through the coordinator equal what mesh_sched gives
 //       alone in this process, and the reference data (tiny-glm.golden.json);
 //   (b) kill -9 of the serving node before its first token and in
-//       mid-stream: the client's answer is complete and equal to (a);
+//       mid-stream: the client's answer is complete and equal to (a); and
+//       through the OpenAI endpoint, top_logprobs equal to the solo run's
+//       on every token, before and after the failover;
 //   (d) SIGTERM drains a node: what runs finishes there, new requests go
 //       elsewhere, the node exits 0.
 // The "slow" node runs with MESH_NODE_DEBUG_TOKEN_DELAY_MS so the kills land
@@ -22,6 +24,7 @@
 #include "tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,6 +45,11 @@ static int32_t s_golden[2][N_NEW]; // reference greedy continuations
 static int32_t s_argmax_last[2];   // reference logits' argmax at the last position
 static int32_t s_solo[2][N_NEW];   // mesh_sched alone, in this process
 static int s_n_solo[2];
+#define N_TOP 5                    // top_logprobs asked for in the failover test
+static float s_solo_lp[2][N_NEW];         // the sampled tokens' logprobs, solo
+static float s_solo_top[2][N_NEW][N_TOP]; // their alternatives' logprobs, best first
+static char s_solo_text[2][N_NEW][64];    // each token decoded alone ("" if not UTF-8-clean)
+static int s_cur_prompt;                  // the solo run's prompt, for s_on_event
 
 typedef struct {
     const char *name;
@@ -90,7 +98,27 @@ static void s_on_event(const mesh_sched_event_t *ev, void *user) {
     if (ev->type == MESH_SCHED_EV_TOKEN && n[0] < N_NEW) {
         int i = n[0]++;
         ((int32_t *)(n + 1))[i] = ev->token;
+        s_solo_lp[s_cur_prompt][i] = ev->sample->logprob;
+        assert_int_equal(ev->sample->n_top, N_TOP);
+        for (int j = 0; j < N_TOP; j++)
+            s_solo_top[s_cur_prompt][i][j] = ev->sample->top[j].logprob;
     }
+}
+
+// 1 if t[0..n) is whole UTF-8 characters (what the endpoint shows as is).
+static int s_utf8_clean(const char *t, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)t[i];
+        size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                                                      : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (!k || i + k > n)
+            return 0;
+        for (size_t j = 1; j < k; j++)
+            if (((unsigned char)t[i + j] & 0xC0) != 0x80)
+                return 0;
+        i += k;
+    }
+    return 1;
 }
 
 // Greedy with the scheduler alone, as a node runs it (end tokens stop).
@@ -115,14 +143,25 @@ static void s_solo_run(void) {
         r.n_prompt = s_n_prompt[p];
         r.max_tokens = N_NEW;
         r.sampling.temperature = 0;
+        r.sampling.logprobs = true; // changes no token: only what is reported
+        r.sampling.n_logprobs = N_TOP;
         r.on_event = s_on_event;
         r.user = buf;
+        s_cur_prompt = p;
         uint64_t id;
         assert_int_equal(mesh_sched_submit(s, &r, &id, err, sizeof err), 0);
         for (int guard = 0; guard < 10000 && mesh_sched_wait(s, 0); guard++)
             assert_true(mesh_sched_step(s) >= 0);
         s_n_solo[p] = buf[0];
         memcpy(s_solo[p], buf + 1, sizeof s_solo[p]);
+        for (int i = 0; i < s_n_solo[p]; i++) {
+            char *t = s_solo_text[p][i];
+            size_t len = 0;
+            if (mesh_tok_decode(tok, &s_solo[p][i], 1, false, t, 63, &len) || len > 62 ||
+                memchr(t, 0, len) || !s_utf8_clean(t, len))
+                len = 0;
+            t[len] = 0;
+        }
     }
     mesh_sched_destroy(&s);
     mesh_tok_destroy(&tok);
@@ -201,6 +240,20 @@ static void *s_gen_run(void *arg) {
         g->n = s_ids(cJSON_GetObjectItem(js, "tokens"), g->ids, N_NEW);
     }
     cJSON_Delete(js);
+    return NULL;
+}
+
+// One OpenAI endpoint request on its own thread (the kill happens meanwhile).
+typedef struct {
+    const char *body;
+    pthread_t thread;
+    int status;
+    char *reply;
+} s_http_job_t;
+
+static void *s_http_run(void *arg) {
+    s_http_job_t *j = arg;
+    j->status = mh_http(s_m.http_port, "POST", "/v1/completions", NULL, j->body, &j->reply);
     return NULL;
 }
 
@@ -333,6 +386,67 @@ static void test_kill_mid_stream(void **st) {
     assert_int_equal(mh_wait_up(s_m.port, s_m.token, 2, 15000), 2);
 }
 
+// top_logprobs survive a failover: /v1/completions (token-id prompt, greedy,
+// logprobs N_TOP) on slow, killed after a few tokens; every token, those
+// from slow and those replayed on fast, has N_TOP alternatives whose
+// logprobs are the solo run's at that position (an off-by-one after the
+// replay would show another position's numbers), the sampled one first.
+static void test_kill_mid_stream_logprobs(void **st) {
+    (void)st;
+    int before = s_log_count("-> node slow (");
+    int failovers = s_log_count("failover after");
+    char body[4096];
+    int o = snprintf(body, sizeof body,
+                     "{\"model\":\"tiny\",\"max_tokens\":%d,\"temperature\":0,"
+                     "\"logprobs\":%d,\"prompt\":[",
+                     N_NEW, N_TOP);
+    for (int i = 0; i < s_n_prompt[0]; i++)
+        o += snprintf(body + o, sizeof body - (size_t)o, "%s%d", i ? "," : "", s_prompt[0][i]);
+    snprintf(body + o, sizeof body - (size_t)o, "]}");
+    s_http_job_t job = {.body = body};
+    assert_int_equal(pthread_create(&job.thread, NULL, s_http_run, &job), 0);
+    s_wait_routed("slow", before + 1);
+    usleep(1200 * 1000); // about 4 tokens at DELAY_MS each
+    mh_stop(s_nodes[0].pid, SIGKILL);
+    pthread_join(job.thread, NULL);
+    assert_int_equal(job.status, 200);
+    assert_int_equal(s_log_count("failover after"), failovers + 1);
+    assert_int_equal(s_log_count("failover after 0 tokens"), 1); // this one had tokens
+    cJSON *js = cJSON_Parse(job.reply);
+    assert_non_null(js);
+    cJSON *mesh = cJSON_GetObjectItem(js, "mesh");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(mesh, "route")), "failover");
+    cJSON *lp = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(js, "choices"), 0),
+                                    "logprobs");
+    cJSON *toks = cJSON_GetObjectItem(lp, "tokens");
+    cJSON *tlp = cJSON_GetObjectItem(lp, "token_logprobs");
+    cJSON *top = cJSON_GetObjectItem(lp, "top_logprobs");
+    assert_int_equal(cJSON_GetArraySize(tlp), s_n_solo[0]);
+    assert_int_equal(cJSON_GetArraySize(top), s_n_solo[0]);
+    for (int i = 0; i < s_n_solo[0]; i++) {
+        double got = cJSON_GetArrayItem(tlp, i)->valuedouble;
+        if (fabs(got - s_solo_lp[0][i]) > 1e-3)
+            fail_msg("token %d: logprob %g, solo %g", i, got, (double)s_solo_lp[0][i]);
+        if (s_solo_text[0][i][0])
+            assert_string_equal(cJSON_GetArrayItem(toks, i)->valuestring, s_solo_text[0][i]);
+        cJSON *d = cJSON_GetArrayItem(top, i), *a;
+        assert_int_equal(cJSON_GetArraySize(d), N_TOP);
+        int j = 0;
+        cJSON_ArrayForEach(a, d) {
+            if (fabs(a->valuedouble - s_solo_top[0][i][j]) > 1e-3)
+                fail_msg("token %d alternative %d: %g, solo %g", i, j, a->valuedouble,
+                         (double)s_solo_top[0][i][j]);
+            assert_true(a->valuedouble <= 0);
+            j++;
+        }
+        assert_true(cJSON_GetArrayItem(d, 0)->valuedouble == got); // greedy: top-1
+    }
+    cJSON_Delete(js);
+    free(job.reply);
+    s_start_node(&s_nodes[0]);
+    assert_int_equal(mh_wait_up(s_m.port, s_m.token, 2, 15000), 2);
+}
+
 static void test_sigterm_drains(void **st) {
     (void)st;
     int before = s_log_count("-> node slow (");
@@ -376,6 +490,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_equals_single_node),
         cmocka_unit_test(test_kill_before_first_token),
         cmocka_unit_test(test_kill_mid_stream),
+        cmocka_unit_test(test_kill_mid_stream_logprobs),
         cmocka_unit_test(test_sigterm_drains),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);

@@ -55,6 +55,26 @@ async function main() {
   assert(['stop', 'length', 'tool_calls'].includes(t.choices[0].finish_reason) && usageOk(t.usage));
   ok('tool result round trip rendered and answered');
 
+  // top_logprobs from the real sampler: exactly N per token, sorted, all
+  // <= 0, and with temperature 0 the sampled token is the first of them.
+  const N = 5;
+  const lp = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Hello!' }], max_tokens: 8, temperature: 0,
+    logprobs: true, top_logprobs: N,
+  });
+  const entries = lp.choices[0].logprobs.content;
+  assert(entries.length >= 1 && entries.length <= lp.usage.completion_tokens);
+  for (const e of entries) {
+    assert.strictEqual(e.top_logprobs.length, N);
+    assert(e.logprob <= 0 && e.top_logprobs.every((a) => a.logprob <= 0));
+    for (let i = 1; i < N; i++) assert(e.top_logprobs[i].logprob <= e.top_logprobs[i - 1].logprob);
+    assert.strictEqual(e.top_logprobs[0].logprob, e.logprob);
+    assert.strictEqual(e.top_logprobs[0].token, e.token);
+    assert.deepStrictEqual(e.top_logprobs[0].bytes, e.bytes);
+    assert(Array.isArray(e.bytes) && e.bytes.length > 0);
+  }
+  ok(`top_logprobs: ${N} per token over ${entries.length} tokens, greedy token first`);
+
   const c = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 6 });
   assert.strictEqual(c.object, 'text_completion');
   assert(usageOk(c.usage));

@@ -111,6 +111,40 @@ async function main() {
   assert.deepStrictEqual(JSON.parse(calls[0].args), { location: 'Tokyo', days: 2 });
   ok('streamed tool call deltas');
 
+  // top_logprobs through the SDK: N alternatives per token, best first, the
+  // (greedy) sampled token first; the scripted node's second alternative is
+  // half a UTF-8 character, shown as bytes.
+  const lp = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Hello!' }], logprobs: true, top_logprobs: 4, max_tokens: 6,
+  });
+  const entries = lp.choices[0].logprobs.content;
+  assert.strictEqual(entries.length, lp.usage.completion_tokens);
+  for (const e of entries) {
+    assert.strictEqual(e.top_logprobs.length, 4);
+    assert.strictEqual(e.top_logprobs[0].token, e.token);
+    assert.strictEqual(e.top_logprobs[0].logprob, e.logprob);
+    assert.deepStrictEqual(e.bytes, [...Buffer.from(e.token, 'utf8')]);
+    for (let i = 1; i < 4; i++) assert(e.top_logprobs[i].logprob <= e.top_logprobs[i - 1].logprob);
+    assert(e.top_logprobs.every((a) => a.logprob <= 0));
+    assert.strictEqual(e.top_logprobs[1].token, 'bytes:\\xe4\\xbd');
+    assert.deepStrictEqual(e.top_logprobs[1].bytes, [0xe4, 0xbd]);
+  }
+  const lps = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Hello!' }], logprobs: true, top_logprobs: 2, max_tokens: 6, stream: true,
+  });
+  let streamed = 0;
+  for await (const c of lps) {
+    for (const e of c.choices[0]?.logprobs?.content || []) {
+      assert.strictEqual(e.top_logprobs.length, 2);
+      streamed++;
+    }
+  }
+  assert.strictEqual(streamed, 6);
+  await assert.rejects(
+    client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 21 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'top_logprobs');
+  ok('top_logprobs: 4 per token (and 2 streamed), sorted, bytes; 21 refused');
+
   const comp = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 8 });
   assert.strictEqual(comp.object, 'text_completion');
   assert.strictEqual(comp.choices[0].finish_reason, 'length');
