@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: MIT
 // Fuzz target: an HTTP request body -> the core's generation request, for
 // both /v1/chat/completions and /v1/completions, and the same bytes through
-// the GLM output parser (which sees model text, just as untrusted).
+// the GLM output parser (which sees model text, just as untrusted) and as
+// token pieces a node reports for logprobs.
 //
 // Invariants: a refused body gets status 400 (500 only for no memory), a
 // non-empty message and no request; an accepted one has exactly one input,
-// max_tokens in range, finite sampling values, and messages/tools that are
-// JSON arrays again. The parser must consume any split of any bytes.
+// max_tokens in range, finite sampling values, messages/tools that are JSON
+// arrays again, and top_logprobs within OpenAI's limits (20 chat, 5
+// completions) only with logprobs on. The parser must consume any split of
+// any bytes. A logprob entry made of any piece is valid UTF-8 JSON whose
+// "bytes" are the piece again.
 #include "openai_request.h"
+#include "openai_response.h"
 #include "output_glm.h"
 
 #include <cjson/cJSON.h>
@@ -75,8 +80,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             s_check(s_is_array_text(q->messages_json), "messages are a JSON array");
         if (q->tools_json)
             s_check(s_is_array_text(q->tools_json), "tools are a JSON array");
+        s_check(q->top_logprobs <= (k == MESH_OPENAI_CHAT ? 20u : 5u), "top_logprobs range");
+        s_check(q->top_logprobs == 0 || q->logprobs, "top_logprobs needs logprobs");
         mesh_openai_request_clear(&r);
     }
+    // The bytes as a node's token pieces: the sampled one, and two halves as
+    // its alternatives.
+    mesh_coord_alt_t alt[2] = {{1, -0.5f, (const char *)data, size / 2},
+                               {2, -1.0f, (const char *)data + size / 2, size - size / 2}};
+    mesh_coord_logprob_t lp = {.logprob = -0.5f, .has_piece = 1, .piece = (const char *)data,
+                               .piece_len = size, .top = alt, .n_top = 2};
+    cJSON *entry = mesh_openai_logprob_entry(&lp);
+    s_check(entry != NULL, "logprob entry");
+    char *json = cJSON_PrintUnformatted(entry);
+    s_check(json && mesh_openai_utf8_valid(json, strlen(json)), "entry is UTF-8 JSON");
+    cJSON *back = cJSON_Parse(json);
+    const cJSON *b = cJSON_GetObjectItem(back, "bytes"), *x;
+    size_t i = 0;
+    cJSON_ArrayForEach(x, b) {
+        s_check(i < size && x->valueint == data[i], "bytes round trip");
+        i++;
+    }
+    s_check(i == size, "bytes length");
+    cJSON_Delete(back);
+    free(json);
+    cJSON_Delete(entry);
+
     // The output parser: split the bytes where the input says (first byte).
     mesh_out_sink_t sink = {s_c, s_c, s_t};
     mesh_out_parser_t *p = mesh_out_glm.create(size && (data[0] & 1), &sink, NULL);
