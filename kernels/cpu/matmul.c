@@ -157,11 +157,12 @@ void mesh__cpu_quant_rows(const mesh_bweight_t *w, const float *x, int64_t x_str
 void mesh__cpu_mm_rows_q(const mesh_bweight_t *w, int m, int64_t r0, int64_t r1,
                          const uint8_t *act, size_t arow, int n, float *y, int64_t y_stride) {
     const uint8_t *base = (const uint8_t *)mesh__cpu_ptr(w->data) + (size_t)m * w->nb[2];
-    for (int64_t r = r0; r < r1; r += 16) { // 16 weight rows stay in L1 across all tokens
-        int nr = (int)(r1 - r < 16 ? r1 - r : 16);
-        mesh_cpu_gemm_tile(w->type, w->ne[0], base + (size_t)r * w->nb[1], w->nb[1], nr, act, arow,
-                           n, y + r, (size_t)y_stride);
-    }
+    // One call for the whole range: the kernels block rows and columns for
+    // the caches themselves, and per-call set-up (the VNNI kernel prepares
+    // each column's block sums) is then paid once.
+    if (r1 > r0)
+        mesh_cpu_gemm_tile(w->type, w->ne[0], base + (size_t)r0 * w->nb[1], w->nb[1],
+                           (int)(r1 - r0), act, arow, n, y + r0, (size_t)y_stride);
 }
 
 typedef struct {

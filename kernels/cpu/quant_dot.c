@@ -328,10 +328,12 @@ void mesh_cpu_gemm_tile_level(mesh_simd_level_t level, uint32_t wtype, int64_t k
     {
         const mesh_cpu_features_t *fs = mesh_cpu_features();
 #if defined(MESH_CPU_X86)
-        mesh__gemm_fn fn = level == MESH_SIMD_AVX512 && fs->avx2 && fs->fma && fs->f16c &&
-                                   fs->avx512f && fs->avx512bw && fs->avx512vl && fs->avx512dq
-                               ? mesh__gemm_avx512(wtype)
-                               : NULL;
+        const bool avx512 = level == MESH_SIMD_AVX512 && fs->avx2 && fs->fma && fs->f16c &&
+                            fs->avx512f && fs->avx512bw && fs->avx512vl && fs->avx512dq;
+        // VNNI (rows in lanes, quant_dot_avx512vnni.c) where the type has it
+        mesh__gemm_fn fn = avx512 && fs->avx512vnni ? mesh__gemm_avx512vnni(wtype) : NULL;
+        if (!fn && avx512)
+            fn = mesh__gemm_avx512(wtype);
 #else
         mesh__gemm_fn fn = level == MESH_SIMD_NEON && fs->neon ? mesh__gemm_neon(wtype) : NULL;
 #endif

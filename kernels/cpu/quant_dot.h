@@ -53,7 +53,10 @@ void mesh_cpu_quantize_act_level(mesh_simd_level_t level, mesh_qtype_t act_type,
 // k elements in mesh_cpu_act_type(wtype). k must be a multiple of wtype's
 // block size (and of 32/256 for the activation). n_cols == 1 is the decode
 // path (streams the weights once); n_cols > 1 reuses every decoded weight
-// block across a micro-tile of columns held in registers.
+// block across a micro-tile of columns held in registers. Pass all the rows
+// one thread owns in one call: the kernels block rows for the caches
+// themselves, and per-call set-up (the VNNI Q8_0 kernel's per-column block
+// sums, O(n_cols * k)) is paid once. Stack use: up to about 40 KB.
 // Uses the best SIMD level (mesh_cpu_simd_level(), chosen once).
 void mesh_cpu_gemm_tile(uint32_t wtype, int64_t k, const void *w, size_t w_row_bytes, int n_rows,
                         const void *x, size_t x_row_bytes, int n_cols, float *y,

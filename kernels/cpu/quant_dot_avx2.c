@@ -420,8 +420,9 @@ S_INLINE void s_tile_f(const uint32_t T, const int R, const int C, int64_t k, co
 // ---------------------------------------------------------------- drivers
 
 // One driver per weight type: n_cols == 1 walks rows DR at a time; otherwise
-// tiles of 2 rows x 4 columns, with smaller tiles at the edges (same
-// per-element arithmetic, so edges are bit-identical to full tiles).
+// blocks of 16 rows (they stay in L1 across the columns), each in tiles of 2
+// rows x 4 columns, with smaller tiles at the edges (same per-element
+// arithmetic, so edges are bit-identical to full tiles).
 #define S_DRIVER(NAME, KERNEL, T, KDIV, DR)                                                        \
     static void NAME(int64_t k, const void *w, size_t wrb, int nr, const void *x, size_t xrb,     \
                      int nc, float *y, size_t ys) {                                               \
@@ -441,22 +442,25 @@ S_INLINE void s_tile_f(const uint32_t T, const int R, const int C, int64_t k, co
             }                                                                                     \
             return;                                                                               \
         }                                                                                         \
-        for (int c = 0; c < nc; c += 4) {                                                         \
-            int cc = nc - c < 4 ? nc - c : 4;                                                     \
-            const uint8_t *Xc = X + (size_t)c * xrb;                                              \
-            float *yc = y + (size_t)c * ys;                                                       \
-            for (int r = 0; r < nr; r += 2) {                                                     \
-                int rr = nr - r < 2 ? nr - r : 2;                                                 \
-                const uint8_t *Wr = W + (size_t)r * wrb;                                          \
-                switch (rr * 8 + cc) {                                                            \
-                case 2 * 8 + 4: KERNEL(T, 2, 4, n, Wr, wrb, Xc, xrb, yc + r, ys); break;          \
-                case 2 * 8 + 3: KERNEL(T, 2, 3, n, Wr, wrb, Xc, xrb, yc + r, ys); break;          \
-                case 2 * 8 + 2: KERNEL(T, 2, 2, n, Wr, wrb, Xc, xrb, yc + r, ys); break;          \
-                case 2 * 8 + 1: KERNEL(T, 2, 1, n, Wr, wrb, Xc, xrb, yc + r, ys); break;          \
-                case 1 * 8 + 4: KERNEL(T, 1, 4, n, Wr, wrb, Xc, xrb, yc + r, ys); break;          \
-                case 1 * 8 + 3: KERNEL(T, 1, 3, n, Wr, wrb, Xc, xrb, yc + r, ys); break;          \
-                case 1 * 8 + 2: KERNEL(T, 1, 2, n, Wr, wrb, Xc, xrb, yc + r, ys); break;          \
-                default: KERNEL(T, 1, 1, n, Wr, wrb, Xc, xrb, yc + r, ys); break;                 \
+        for (int r16 = 0; r16 < nr; r16 += 16) { /* 16 rows stay in L1 over the columns */        \
+            int r16e = nr - r16 < 16 ? nr : r16 + 16;                                             \
+            for (int c = 0; c < nc; c += 4) {                                                     \
+                int cc = nc - c < 4 ? nc - c : 4;                                                 \
+                const uint8_t *Xc = X + (size_t)c * xrb;                                          \
+                float *yc = y + (size_t)c * ys;                                                   \
+                for (int r = r16; r < r16e; r += 2) {                                             \
+                    int rr = r16e - r < 2 ? r16e - r : 2;                                         \
+                    const uint8_t *Wr = W + (size_t)r * wrb;                                      \
+                    switch (rr * 8 + cc) {                                                        \
+                    case 2 * 8 + 4: KERNEL(T, 2, 4, n, Wr, wrb, Xc, xrb, yc + r, ys); break;      \
+                    case 2 * 8 + 3: KERNEL(T, 2, 3, n, Wr, wrb, Xc, xrb, yc + r, ys); break;      \
+                    case 2 * 8 + 2: KERNEL(T, 2, 2, n, Wr, wrb, Xc, xrb, yc + r, ys); break;      \
+                    case 2 * 8 + 1: KERNEL(T, 2, 1, n, Wr, wrb, Xc, xrb, yc + r, ys); break;      \
+                    case 1 * 8 + 4: KERNEL(T, 1, 4, n, Wr, wrb, Xc, xrb, yc + r, ys); break;      \
+                    case 1 * 8 + 3: KERNEL(T, 1, 3, n, Wr, wrb, Xc, xrb, yc + r, ys); break;      \
+                    case 1 * 8 + 2: KERNEL(T, 1, 2, n, Wr, wrb, Xc, xrb, yc + r, ys); break;      \
+                    default: KERNEL(T, 1, 1, n, Wr, wrb, Xc, xrb, yc + r, ys); break;             \
+                    }                                                                             \
                 }                                                                                 \
             }                                                                                     \
         }                                                                                         \

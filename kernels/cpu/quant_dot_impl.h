@@ -25,6 +25,9 @@ void mesh__quantize_act_avx2(mesh_qtype_t t, const float *x, void *out, int64_t 
 // AVX-512 kernel (quant_dot_avx512.c, x86 only) and NEON kernel
 // (quant_dot_neon.c, arm64 only): NULL where a type has none.
 mesh__gemm_fn mesh__gemm_avx512(uint32_t wtype);
+// AVX-512 VNNI kernel (quant_dot_avx512vnni.c, x86 only; Q8_0 so far):
+// preferred over mesh__gemm_avx512 where the CPU has VNNI.
+mesh__gemm_fn mesh__gemm_avx512vnni(uint32_t wtype);
 mesh__gemm_fn mesh__gemm_neon(uint32_t wtype);
 
 // K-quant super-block, reduced to one form: element e has an unsigned code

@@ -29,7 +29,7 @@ flags="$flags -I$src/kernels/cpu -I$src/engine -I$src/common"
 n=0
 pids=""
 for f in "$src"/kernels/cpu/*.c; do
-    case "$f" in *_avx2.c|*_avx512.c) continue ;; esac
+    case "$f" in *_avx2.c|*_avx512.c|*_avx512vnni.c) continue ;; esac
     # shellcheck disable=SC2086
     $cc $flags -c "$f" -o "$work/$(basename "$f" .c).o" &
     pids="$pids $!"

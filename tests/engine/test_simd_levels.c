@@ -62,9 +62,11 @@ static int s_level_present(mesh_simd_level_t lv) {
     }
 }
 
-// One weight type at one k: nr rows, up to ncmax columns.
-static void s_check(mesh_qtype_t wt, int64_t k, int nr, const mesh_simd_level_t *lvs, int nlv) {
-    enum { NCMAX = 7 };
+// One weight type at one k: nr rows, each column count of ncs[0..n_ncs)
+// (ascending; the last one is the most columns).
+static void s_check_ncs(mesh_qtype_t wt, int64_t k, int nr, const int *ncs, int n_ncs,
+                        const mesh_simd_level_t *lvs, int nlv) {
+    const int NCMAX = ncs[n_ncs - 1];
     mesh_qtype_t at = mesh_cpu_act_type(wt);
     size_t wrb = mesh_qtype_row_size(wt, k), xrb = mesh_cpu_act_row_size(wt, k);
     if (at == MESH_QT_COUNT || !wrb || !xrb) {
@@ -105,7 +107,8 @@ static void s_check(mesh_qtype_t wt, int64_t k, int nr, const mesh_simd_level_t 
     mesh_cpu_gemm_tile_level(MESH_SIMD_SCALAR, wt, k, w, wrb, nr, x, xrb, NCMAX, ref, (size_t)nr);
     for (int li = 0; li < nlv; li++) {
         mesh_simd_level_t lv = lvs[li];
-        for (int nc = 1; nc <= NCMAX; nc += 2) { // 1, 3, 5, 7: decode and edge tiles
+        for (int ni = 0; ni < n_ncs; ni++) {
+            const int nc = ncs[ni];
             mesh_cpu_gemm_tile_level(lv, wt, k, w, wrb, nr, x, xrb, nc, y, (size_t)nr);
             for (int c = 0; c < nc; c++)
                 for (int r = 0; r < nr; r++) {
@@ -134,6 +137,11 @@ static void s_check(mesh_qtype_t wt, int64_t k, int nr, const mesh_simd_level_t 
     free(y1);
     free(wf);
     free(xf);
+}
+
+static void s_check(mesh_qtype_t wt, int64_t k, int nr, const mesh_simd_level_t *lvs, int nlv) {
+    static const int ncs[] = {1, 3, 5, 7}; // decode and edge tiles
+    s_check_ncs(wt, k, nr, ncs, 4, lvs, nlv);
 }
 
 #if defined(__aarch64__)
@@ -234,6 +242,15 @@ int main(int argc, char **argv) {
         int64_t ks[3] = {bk == 1 ? 803 : bk * 3, bk == 1 ? 64 : bk * 8, bk == 256 ? 512 : bk * 25};
         for (int j = 0; j < 3; j++)
             s_check(wt, ks[j], 13, lvs, nlv);
+    }
+    // Wide shapes for the kernels that tile 16 rows x 16 columns (AVX-512
+    // VNNI Q8_0): 16-row tiles with a ragged last one, one and two column
+    // tiles (past 16 columns the rows go in blocks of 64: 77 rows cross
+    // two), and k past one 256-block chunk (sums carried over in y).
+    {
+        static const int ncs[] = {1, 2, 16, 17, 20};
+        s_check_ncs(MESH_QT_Q8_0, 32 * 21, 77, ncs, 5, lvs, nlv);
+        s_check_ncs(MESH_QT_Q8_0, 32 * 261, 21, ncs, 5, lvs, nlv);
     }
 #if defined(__aarch64__)
     if (s_level_present(MESH_SIMD_NEON)) {
