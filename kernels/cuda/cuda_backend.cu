@@ -59,6 +59,9 @@ struct s_ctx {
     // split-attention partials, grown on demand
     float *part;
     size_t part_floats;
+    // 8-bit activations of the tensor-core products (mmq.cu), grown on demand
+    uint8_t *xq;
+    size_t xq_bytes;
     // MESH_CUDA_PROFILE=1: per-op GPU time (events around each op, graphs
     // off), printed to stderr when the backend is destroyed.
     bool prof;
@@ -326,6 +329,35 @@ static int s_run_mm(s_ctx_t *c, const void *p) {
     const s_mm_args_t *a = (const s_mm_args_t *)p;
     return mesh_cu_matmul2(c->stream, &a->a, a->two ? &a->b : NULL);
 }
+// Replaces the scratch buffer *p with one of at least need bytes. Queued ops
+// may use the old one: they run first, and the captured graph (which names
+// the old address) goes.
+static int s_grow(s_ctx_t *c, void **p, size_t *cap, size_t need) {
+    if (need <= *cap)
+        return 0;
+    int rc = s_sync(c);
+    if (rc)
+        return rc;
+    s_drop_graph(c);
+    c->prev_len = 0;
+    if (*p)
+        gpuFree(*p);
+    *p = NULL;
+    *cap = 0;
+    gpuError_t e = gpuMalloc(p, need);
+    if (e != gpuSuccess) {
+        (void)gpuGetLastError();
+        *p = NULL;
+        return MESH_ENOMEM;
+    }
+    *cap = need;
+    return 0;
+}
+
+static size_t s_al(size_t b);
+
+// Queues a product (or two in one launch); the tensor-core path gets its
+// 8-bit activation scratch here, a's then b's.
 static int s_push_mm(s_ctx_t *c, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
     s_mm_args_t r;
     memset(&r, 0, sizeof r);
@@ -333,6 +365,16 @@ static int s_push_mm(s_ctx_t *c, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
     if (b) {
         r.b = *b;
         r.two = 1;
+    }
+    const size_t na = s_al(mesh_cu_mmq_scratch(a)), nb = b ? s_al(mesh_cu_mmq_scratch(b)) : 0;
+    if (na + nb) {
+        int rc = s_grow(c, (void **)&c->xq, &c->xq_bytes, na + nb);
+        if (rc)
+            return rc;
+        if (na)
+            r.a.xq = c->xq;
+        if (nb)
+            r.b.xq = c->xq + na;
     }
     return s_push(c, s_run_mm, &r, sizeof r);
 }
@@ -506,22 +548,11 @@ static int s_mla_attn(void *ctx, const mesh_mla_args_t *m) {
     const int n_split = mesh_cu_mla_splits(m->n, cache_bytes, m->n_layer, m->d_kv, m->cache_type);
     size_t need = mesh_cu_mla_part_floats(m->n, n_split, m->n_head, m->kv_lora);
     if (need > c->part_floats) {
-        // Queued ops may use the old partials: run them before replacing it.
-        int rc = s_sync(c);
+        size_t bytes = c->part_floats * sizeof(float);
+        int rc = s_grow(c, (void **)&c->part, &bytes, need * sizeof(float));
         if (rc)
             return rc;
-        s_drop_graph(c);
-        c->prev_len = 0;
-        if (c->part)
-            gpuFree(c->part);
-        c->part = NULL;
-        c->part_floats = 0;
-        gpuError_t e = gpuMalloc((void **)&c->part, need * sizeof(float));
-        if (e != gpuSuccess) {
-            (void)gpuGetLastError();
-            return MESH_ENOMEM;
-        }
-        c->part_floats = need;
+        c->part_floats = bytes / sizeof(float);
     }
     mesh_cu_mla_t a;
     memset(&a, 0, sizeof a);
@@ -764,6 +795,7 @@ static int s_moe(void *ctx, const mesh_moe_args_t *a) {
     de.n_group = n_act;
     de.start = start;
     de.act = act;
+    de.n_src = n * K; // grouped rows of hg
     if (FS) {
         s_mm_from(&ds, a->down_sh);
         ds.x = hs;
@@ -873,6 +905,8 @@ static void s_destroy(void *ctx) {
     s_drop_graph(c);
     if (c->part)
         gpuFree(c->part);
+    if (c->xq)
+        gpuFree(c->xq);
     free(c->q);
     free(c->prev);
     free(c);
@@ -951,6 +985,7 @@ int mesh_kern_cuda_register(const mesh_backend_params_t *p, mesh_backend_t **out
     }
     snprintf(c->name, sizeof c->name, "%s (sm_%d%d, %d SMs)", prop.name, prop.major, prop.minor,
              prop.multiProcessorCount);
+    mesh_cu_mmq_set_arch(prop.major);
     const char *g = getenv("MESH_CUDA_GRAPH"), *pf = getenv("MESH_CUDA_PROFILE");
     c->prof = pf && !strcmp(pf, "1");
     c->graphs = !(g && !strcmp(g, "0")) && !c->prof;

@@ -38,6 +38,9 @@ typedef struct {
     const int32_t *idx;   // device, or NULL
     const int32_t *act;   // device: [0] count, then the non-empty group ids; grid
                           // covers n_group slots of this list (NULL: all groups)
+    int n_src;            // rows of x (0: n); the grouped down projection reads n*K
+    uint8_t *xq;          // scratch for the 8-bit x of mmq.cu (mesh_cu_mmq_scratch
+                          // bytes) or NULL: then every product takes k_mv
 } mesh_cu_mm_t;
 
 // Up to two families in one launch (e.g. routed experts + shared expert);
@@ -47,6 +50,15 @@ static inline int mesh_cu_matmul(gpuStream_t s, const mesh_cu_mm_t *a) {
     return mesh_cu_matmul2(s, a, NULL);
 }
 bool mesh_cu_type_ok(uint32_t type);
+
+// Tensor-core products of quantized weights (mmq.cu). Whether a family
+// takes them depends on its weight and layout only (never on n), so a
+// token's result never depends on the batch. set_arch: the device's compute
+// capability major (0, or MESH_CUDA_MMQ=0 in the environment, turns them off).
+void mesh_cu_mmq_set_arch(int major);
+bool mesh_cu_mmq_ok(const mesh_cu_mm_t *m);
+size_t mesh_cu_mmq_scratch(const mesh_cu_mm_t *m); // 0 when not mmq_ok
+int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b);
 
 int mesh_cu_get_rows(gpuStream_t s, const uint8_t *table, int type, int K, size_t nb1,
                      const int32_t *ids, int n, float *y, int64_t ys);

@@ -12,7 +12,8 @@
 // depends only on that row of x and the weights (fixed lane/warp order and
 // reduction tree), never on the batch.
 //
-// Missing: a tensor-core GEMM for prompts with the same batch invariance.
+// Q8_0, Q5_0, Q4_K and Q6_K weights take the int8 tensor-core kernels of
+// mmq.cu instead (on sm_80 and up), which keep the same batch invariance.
 #include "cuda_impl.h"
 #include "quant_dev.cuh"
 
@@ -161,6 +162,18 @@ static int s_max_rows(const mesh_cu_mm_t *a) {
 }
 
 int mesh_cu_matmul2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
+    if (b && b->n_group <= 0)
+        b = NULL;
+    const bool qa = a->xq && mesh_cu_mmq_ok(a), qb = b && b->xq && mesh_cu_mmq_ok(b);
+    if (qa || qb) {
+        // one tensor-core launch for both when they match, else each its own way
+        if (qa && b && qb && b->type == a->type && (b->w2 != nullptr) == (a->w2 != nullptr))
+            return mesh_cu_mmq2(s, a, b);
+        int rc = qa ? mesh_cu_mmq2(s, a, NULL) : mesh_cu_matmul2(s, a, NULL);
+        if (rc || !b)
+            return rc;
+        return qb ? mesh_cu_mmq2(s, b, NULL) : mesh_cu_matmul2(s, b, NULL);
+    }
     s_mm_pair_t P;
     memset(&P, 0, sizeof P);
     P.op[0] = *a;

@@ -9,9 +9,11 @@
 //
 // Quantized weights are random bytes with sane f16 scale fields: every bit
 // pattern of the quants is exercised, and making them costs no quantizer
-// time. Bounds: matmul 2e-3 (the CPU quantizes activations to 8 bits for
-// its fused dot products, a GPU multiplies f32 or f16 activations), MoE 5e-3
-// (the same, twice), element-wise ops 1e-8.
+// time. Bounds: matmul 2e-3 (the CPU quantizes activations to 8 bits per
+// 256 or 32 elements, CUDA to 8 bits per 32 for its tensor-core types and
+// not at all on its f32 path), MoE 5e-3 (the same, twice), element-wise ops
+// 1e-8. Matmul and MoE also check batch invariance on every backend: the
+// first and last token run alone give the same bits as inside the batch.
 #include "backend.h"
 #include "mesh_err.h"
 #include "quant.h"
@@ -191,6 +193,27 @@ static void s_run_mm(const s_mm_case_t *c, int n) {
         mesh_bptr_t X = s_up(b, x, sizeof(float) * xn), Y = s_up(b, NULL, sizeof(float) * yn);
         assert_int_equal(b->iface->matmul(b->ctx, &w, 0, c->n_mat, X, xs, c->xm, n, Y, ys, c->ym), 0);
         s_down(b, Y, bi == 0 ? ref : got, sizeof(float) * yn);
+        if (n > 1) {
+            // batch invariance: the first and the last token alone give the
+            // same bits as inside the batch (backend.h's promise)
+            float *solo = calloc((size_t)ys, sizeof(float));
+            const float *all = bi == 0 ? ref : got;
+            const int at[2] = {0, n - 1};
+            for (int k = 0; k < 2; k++) {
+                mesh_bptr_t X1 = X, Y1 = s_up(b, NULL, sizeof(float) * (size_t)ys);
+                X1.off += sizeof(float) * (size_t)xs * (size_t)at[k];
+                assert_int_equal(
+                    b->iface->matmul(b->ctx, &w, 0, c->n_mat, X1, xs, c->xm, 1, Y1, ys, c->ym), 0);
+                s_down(b, Y1, solo, sizeof(float) * (size_t)ys);
+                if (memcmp(solo, all + (size_t)ys * (size_t)at[k], sizeof(float) * (size_t)ys)) {
+                    fprintf(stderr, "matmul %s %s on %s: token %d alone differs from n=%d\n",
+                            c->name, mesh_qtype_name(c->type), bn, at[k], n);
+                    fail();
+                }
+                s_free(b, Y1);
+            }
+            free(solo);
+        }
         if (bi) {
             char what[96];
             snprintf(what, sizeof what, "matmul %s %s n=%d", c->name, mesh_qtype_name(c->type), n);
@@ -215,9 +238,9 @@ static void test_matmul(void **state) {
     const uint32_t types[] = {MESH_QT_F32, MESH_QT_F16, MESH_QT_BF16, MESH_QT_Q8_0, MESH_QT_Q4_0,
                               MESH_QT_Q4_1, MESH_QT_Q5_0, MESH_QT_Q5_1, MESH_QT_Q4_K,
                               MESH_QT_Q5_K, MESH_QT_Q6_K};
-    const int ns[] = {1, 5, 40};
+    const int ns[] = {1, 5, 40, 77};
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
-        for (size_t i = 0; i < 3; i++) {
+        for (size_t i = 0; i < 4; i++) {
             // q_a: [2048 -> 768] (small: [256 -> 64])
             s_mm_case_t c = {"q_a", types[t], R ? 2048 : 256, R ? 768 : 64, 1, 1, 0, 0, 0, 0};
             s_run_mm(&c, ns[i]);
@@ -491,6 +514,24 @@ static void s_run_moe(uint32_t tg, uint32_t td, uint32_t tsh, int gating, int n,
                                  .norm_w = gating == 2, .w_scale = gating == 2 ? 1.8f : 1.0f};
             assert_int_equal(b->iface->moe(b->ctx, &a), 0);
             s_down(b, O, o[k], 4 * (size_t)n * D);
+            if (n > 1) { // the last token alone: the same bits as in the batch
+                mesh_bptr_t X1 = X, O1 = s_up(b, NULL, 4 * (size_t)D);
+                X1.off += 4 * (size_t)(n - 1) * D;
+                mesh_moe_args_t a1 = a;
+                a1.x = X1;
+                a1.out = O1;
+                a1.n = 1;
+                assert_int_equal(b->iface->moe(b->ctx, &a1), 0);
+                float *solo = calloc((size_t)D, 4);
+                s_down(b, O1, solo, 4 * (size_t)D);
+                if (memcmp(solo, o[k] + (size_t)(n - 1) * D, 4 * (size_t)D)) {
+                    fprintf(stderr, "moe on %s: the last token alone differs from n=%d\n",
+                            k ? bn : "cpu", n);
+                    fail();
+                }
+                free(solo);
+                s_free(b, O1);
+            }
             s_free(b, X);
             s_free(b, O);
             s_free(b, S);
@@ -531,6 +572,8 @@ static void test_moe(void **state) {
     s_run_moe(MESH_QT_Q4_K, MESH_QT_Q6_K, MESH_QT_Q4_K, 2, 5, true);
     s_run_moe(MESH_QT_Q4_K, MESH_QT_Q4_K, MESH_QT_Q4_K, 2, 40, true);
     s_run_moe(MESH_QT_Q8_0, MESH_QT_Q8_0, MESH_QT_Q8_0, 2, 3, true);
+    s_run_moe(MESH_QT_Q8_0, MESH_QT_Q8_0, MESH_QT_Q8_0, 2, 130, true);
+    s_run_moe(MESH_QT_Q4_K, MESH_QT_Q6_K, MESH_QT_Q4_K, 2, 130, true);
     s_run_moe(MESH_QT_BF16, MESH_QT_BF16, MESH_QT_Q8_0, 1, 24, true);
     s_run_moe(MESH_QT_Q5_K, MESH_QT_Q6_K, MESH_QT_Q6_K, 1, 2, false);
 }
