@@ -35,6 +35,7 @@
 #define gpuGetDevice hipGetDevice
 #define gpuDeviceGetAttribute hipDeviceGetAttribute
 #define gpuDevAttrMaxSharedMemoryPerBlockOptin hipDeviceAttributeSharedMemPerBlockOptin
+#define gpuDevAttrComputeCapabilityMajor hipDeviceAttributeComputeCapabilityMajor
 #define gpuGetDeviceCount hipGetDeviceCount
 #define gpuDeviceProp hipDeviceProp_t
 #define gpuGetDeviceProperties hipGetDeviceProperties
@@ -80,6 +81,7 @@ typedef __hip_bfloat16 gpu_bf16;
 #define gpuGetDevice cudaGetDevice
 #define gpuDeviceGetAttribute cudaDeviceGetAttribute
 #define gpuDevAttrMaxSharedMemoryPerBlockOptin cudaDevAttrMaxSharedMemoryPerBlockOptin
+#define gpuDevAttrComputeCapabilityMajor cudaDevAttrComputeCapabilityMajor
 #define gpuGetDeviceCount cudaGetDeviceCount
 #define gpuDeviceProp cudaDeviceProp
 #define gpuGetDeviceProperties cudaGetDeviceProperties
@@ -117,6 +119,15 @@ static __device__ __forceinline__ int s_shfl_xor_i(int v, int m) {
     return __shfl_xor_sync(0xffffffffu, v, m);
 #else
     return __shfl_xor(v, m);
+#endif
+}
+
+// Lane src's value (all lanes active).
+static __device__ __forceinline__ float s_shfl(float v, int src) {
+#if MESH_GPU_CUDA
+    return __shfl_sync(0xffffffffu, v, src);
+#else
+    return __shfl(v, src);
 #endif
 }
 

@@ -23,6 +23,8 @@
 #include "cuda_impl.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "mesh_err.h"
@@ -236,6 +238,280 @@ __global__ void k_mla_combine(mesh_cu_mla_t a) {
     }
 }
 
+// ---- tensor-core variant (f16 cache, kv_lora 512, up to 32 heads) ----
+//
+// The same chunks of CH rows and the same fold (s_merge) as k_mla, but one
+// chunk is computed on f16 tensor cores with f32 accumulation:
+//   scores  S = (q_hi K^T + q_lo K^T) * scale, q = q_hi + q_lo in f16 (so q
+//           keeps ~22 bits; K is the cache's f16), rows past n_ctx -inf;
+//   softmax m = row max, p = exp(s - m), l = sum of p (8 lanes x 8 columns,
+//           then a fixed butterfly), p = p_hi + p_lo in f16;
+//   output  o = p_hi V + p_lo V (V: the first kv_lora values of each row).
+// One block per (token, chunk) in decode (partials, folded by
+// k_mla_combine) or per token in prompts (chunks folded in the block): the
+// per-chunk code is the same, so a token's bits never depend on the batch.
+#define TC_ROWS 32 // heads per block, padded to two m16 tiles
+#define TC_PAD 8   // halves of padding per staged row (bank spread)
+#define TC_L 512   // kv_lora this kernel is built for (8 warps x 64 columns)
+
+static bool s_tc_on;
+
+static size_t s_tc_smem(int d_kv) {
+    return sizeof(__half) * (size_t)CH * (size_t)(d_kv + TC_PAD) +
+           sizeof(float) * TC_ROWS * CH + 2 * sizeof(__half) * TC_ROWS * (CH + TC_PAD) +
+           sizeof(float) * 6 * TC_ROWS;
+}
+
+static bool s_tc_ok(const mesh_cu_mla_t *a) {
+    return MESH_GPU_CUDA && s_tc_on && a->cache_type == 1 && a->n_head <= TC_ROWS &&
+           a->kv_lora == TC_L && a->d_kv % 16 == 0 && a->d_kv > TC_L &&
+           s_tc_smem(a->d_kv) <= (size_t)s_smem_optin;
+}
+
+static __device__ __forceinline__ void s_mma_f16(float c[4], const uint32_t a[4], uint32_t b0,
+                                                 uint32_t b1) {
+#if MESH_GPU_CUDA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    (void)c, (void)a, (void)b0, (void)b1; // never launched: s_tc_ok refuses
+#endif
+}
+
+static __device__ __forceinline__ void s_ldm_trans(const __half *p, uint32_t &b0, uint32_t &b1) {
+#if MESH_GPU_CUDA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(b0), "=r"(b1)
+                 : "r"(addr));
+#else
+    (void)p;
+    b0 = b1 = 0;
+#endif
+}
+
+static __device__ __forceinline__ uint32_t s_pack2(__half lo, __half hi) {
+    return (uint32_t)__half_as_ushort(lo) | ((uint32_t)__half_as_ushort(hi) << 16);
+}
+
+// Two floats as f16 hi and lo parts, packed.
+static __device__ __forceinline__ void s_split2(float2 x, uint32_t &hi, uint32_t &lo) {
+    const __half h0 = __float2half_rn(x.x), h1 = __float2half_rn(x.y);
+    const __half l0 = __float2half_rn(__fsub_rn(x.x, __half2float(h0)));
+    const __half l1 = __float2half_rn(__fsub_rn(x.y, __half2float(h1)));
+    hi = s_pack2(h0, h1);
+    lo = s_pack2(l0, l1);
+}
+
+__global__ void __launch_bounds__(256) k_mla_tc(mesh_cu_mla_t a) {
+    extern __shared__ float sm[];
+    const int D = a.d_kv, H = a.n_head, DP = D + TC_PAD, PP = CH + TC_PAD;
+    __half *Ks = (__half *)sm;
+    float *S = (float *)(Ks + (size_t)CH * DP);
+    __half *Ph = (__half *)(S + TC_ROWS * CH), *Pl = Ph + TC_ROWS * PP;
+    float *mrow = (float *)(Pl + TC_ROWS * PP), *lrow = mrow + TC_ROWS, *ma = lrow + TC_ROWS,
+          *la = ma + TC_ROWS, *cA = la + TC_ROWS, *cB = cA + TC_ROWS;
+    const int t = blockIdx.x, tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2,
+              tq = lane & 3;
+    const int n_ctx = a.toks[t].n_ctx;
+    const int n_ch = (n_ctx + CH - 1) / CH;
+    const bool split = a.n_split > 1;
+    const int c0 = split ? blockIdx.y : 0, c1 = split ? min((int)blockIdx.y + 1, n_ch) : n_ch;
+    if (c0 >= c1)
+        return;
+    const int32_t *tab = a.tables + a.toks[t].table_off;
+    const float *q = a.q + (int64_t)t * H * D;
+    if (tid < TC_ROWS) {
+        ma[tid] = -INFINITY;
+        la[tid] = 0.0f;
+    }
+    float oa[2][8][4];
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                oa[m][n][e] = 0.0f;
+    const int vpr = D / 8; // 16-byte words per cache row
+    for (int ch = c0; ch < c1; ch++) {
+        const int r0 = ch * CH, nval = min(CH, n_ctx - r0);
+        // 1. stage the chunk's rows (zeros past the context)
+        for (int i = tid; i < CH * vpr; i += 256) {
+            const int j = i / vpr, c = i % vpr;
+            uint4 u = make_uint4(0u, 0u, 0u, 0u);
+            if (j < nval) {
+                const int s = r0 + j;
+                const size_t idx =
+                    ((size_t)tab[s / a.block_tokens] * (size_t)a.n_layer + (size_t)a.layer) *
+                        (size_t)a.block_tokens + (size_t)(s % a.block_tokens);
+                u = ((const uint4 *)((const __half *)a.cache + idx * (size_t)D))[c];
+            }
+            *(uint4 *)(Ks + (size_t)j * DP + 8 * c) = u;
+        }
+        __syncthreads();
+        // 2. scores: warp w takes m-tile w&1 and columns 16*(w>>1) .. +16
+        {
+            const int mt = w & 1, n0 = 16 * (w >> 1);
+            const int h0 = 16 * mt + g, h1 = h0 + 8;
+            const float *q0 = q + (int64_t)(h0 < H ? h0 : 0) * D;
+            const float *q1 = q + (int64_t)(h1 < H ? h1 : 0) * D;
+            float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+            const float2 z = make_float2(0.0f, 0.0f);
+            for (int k0 = 0; k0 < D; k0 += 16) {
+                const float2 x00 = h0 < H ? *(const float2 *)(q0 + k0 + 2 * tq) : z;
+                const float2 x10 = h1 < H ? *(const float2 *)(q1 + k0 + 2 * tq) : z;
+                const float2 x01 = h0 < H ? *(const float2 *)(q0 + k0 + 8 + 2 * tq) : z;
+                const float2 x11 = h1 < H ? *(const float2 *)(q1 + k0 + 8 + 2 * tq) : z;
+                uint32_t ah[4], al[4];
+                s_split2(x00, ah[0], al[0]);
+                s_split2(x10, ah[1], al[1]);
+                s_split2(x01, ah[2], al[2]);
+                s_split2(x11, ah[3], al[3]);
+#pragma unroll
+                for (int nt = 0; nt < 2; nt++) {
+                    const __half *kr = Ks + (size_t)(n0 + 8 * nt + g) * DP + k0 + 2 * tq;
+                    const uint32_t b0 = *(const uint32_t *)kr, b1 = *(const uint32_t *)(kr + 8);
+                    s_mma_f16(c[nt], ah, b0, b1);
+                    s_mma_f16(c[nt], al, b0, b1);
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int row = 16 * mt + g + 8 * (e >> 1), col = n0 + 8 * nt + 2 * tq + (e & 1);
+                    S[row * CH + col] = col < nval ? c[nt][e] * a.scale : -INFINITY;
+                }
+        }
+        __syncthreads();
+        // 3. softmax of the chunk: 8 threads per row, 8 columns each
+        {
+            const int row = tid >> 3, p8 = tid & 7;
+            float v[8], m = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                v[i] = S[row * CH + 8 * p8 + i];
+                m = fmaxf(m, v[i]);
+            }
+            m = fmaxf(m, s_shfl_xor(m, 1));
+            m = fmaxf(m, s_shfl_xor(m, 2));
+            m = fmaxf(m, s_shfl_xor(m, 4));
+            float l = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const float p = expf(__fsub_rn(v[i], m));
+                l = __fadd_rn(l, p);
+                const __half hi = __float2half_rn(p);
+                Ph[row * PP + 8 * p8 + i] = hi;
+                Pl[row * PP + 8 * p8 + i] = __float2half_rn(__fsub_rn(p, __half2float(hi)));
+            }
+            l = __fadd_rn(l, s_shfl_xor(l, 1));
+            l = __fadd_rn(l, s_shfl_xor(l, 2));
+            l = __fadd_rn(l, s_shfl_xor(l, 4));
+            if (p8 == 0) {
+                mrow[row] = m;
+                lrow[row] = l;
+                if (!split) { // fold coefficients (as k_mla_combine)
+                    float mn, ca, cb;
+                    s_merge_coef(ma[row], m, &mn, &ca, &cb);
+                    la[row] = s_merge(la[row], ca, l, cb);
+                    ma[row] = mn;
+                    cA[row] = ca;
+                    cB[row] = cb;
+                }
+            }
+        }
+        __syncthreads();
+        // 4. o = p V: warp w takes output columns 64w .. 64w+63, both m-tiles
+        {
+            float o[2][8][4];
+#pragma unroll
+            for (int m = 0; m < 2; m++)
+#pragma unroll
+                for (int n = 0; n < 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        o[m][n][e] = 0.0f;
+            const int d0 = 64 * w;
+#pragma unroll
+            for (int kk = 0; kk < CH; kk += 16) {
+                uint32_t ah[2][4], al[2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    const int ra = 16 * mt + g;
+                    ah[mt][0] = *(const uint32_t *)(Ph + ra * PP + kk + 2 * tq);
+                    ah[mt][1] = *(const uint32_t *)(Ph + (ra + 8) * PP + kk + 2 * tq);
+                    ah[mt][2] = *(const uint32_t *)(Ph + ra * PP + kk + 8 + 2 * tq);
+                    ah[mt][3] = *(const uint32_t *)(Ph + (ra + 8) * PP + kk + 8 + 2 * tq);
+                    al[mt][0] = *(const uint32_t *)(Pl + ra * PP + kk + 2 * tq);
+                    al[mt][1] = *(const uint32_t *)(Pl + (ra + 8) * PP + kk + 2 * tq);
+                    al[mt][2] = *(const uint32_t *)(Pl + ra * PP + kk + 8 + 2 * tq);
+                    al[mt][3] = *(const uint32_t *)(Pl + (ra + 8) * PP + kk + 8 + 2 * tq);
+                }
+#pragma unroll
+                for (int nt = 0; nt < 8; nt++) {
+                    uint32_t b0, b1;
+                    s_ldm_trans(Ks + (size_t)(kk + (lane & 15)) * DP + d0 + 8 * nt, b0, b1);
+#pragma unroll
+                    for (int mt = 0; mt < 2; mt++) {
+                        s_mma_f16(o[mt][nt], ah[mt], b0, b1);
+                        s_mma_f16(o[mt][nt], al[mt], b0, b1);
+                    }
+                }
+            }
+            if (split) {
+                // part layout: [t][chunk][h][L + 2] (o, then max, sum)
+                float *part = a.part + (((int64_t)t * a.n_split + ch) * H) * (TC_L + 2);
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int h = 16 * mt + g + 8 * (e >> 1);
+                            const int d = d0 + 8 * nt + 2 * tq + (e & 1);
+                            if (h < H)
+                                part[(int64_t)h * (TC_L + 2) + d] = o[mt][nt][e];
+                        }
+                if (tid < H) {
+                    part[(int64_t)tid * (TC_L + 2) + TC_L] = mrow[tid];
+                    part[(int64_t)tid * (TC_L + 2) + TC_L + 1] = lrow[tid];
+                }
+            } else {
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int h = 16 * mt + g + 8 * (e >> 1);
+                            oa[mt][nt][e] = s_merge(oa[mt][nt][e], cA[h], o[mt][nt][e], cB[h]);
+                        }
+            }
+        }
+        __syncthreads(); // the next chunk overwrites Ks, S, P and the coefficients
+    }
+    if (!split) {
+        float *out = a.out + (int64_t)t * H * TC_L;
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int h = 16 * mt + g + 8 * (e >> 1);
+                    const int d = 64 * w + 8 * nt + 2 * tq + (e & 1);
+                    if (h < H) {
+                        const float l = la[h];
+                        out[(int64_t)h * TC_L + d] = l > 0.0f ? __fdiv_rn(oa[mt][nt][e], l) : 0.0f;
+                    }
+                }
+    }
+}
+
 // Chunks a token may have: the pool's capacity in tokens, in chunks.
 static int s_max_chunks(size_t cache_bytes, int n_layer, int d_kv, uint32_t cache_type) {
     size_t row = (size_t)n_layer * (size_t)d_kv * (cache_type == 1 ? 2 : 4);
@@ -262,6 +538,13 @@ int mesh_cu_mla_setup(void) {
     s_smem_optin = v;
     if (gpuFuncSetAttribute(k_mla, gpuFuncAttributeMaxDynamicSharedMemorySize, v) != gpuSuccess)
         return MESH_EBACKEND;
+    if (gpuFuncSetAttribute(k_mla_tc, gpuFuncAttributeMaxDynamicSharedMemorySize, v) != gpuSuccess)
+        return MESH_EBACKEND;
+    int major = 0;
+    if (gpuDeviceGetAttribute(&major, gpuDevAttrComputeCapabilityMajor, dev) != gpuSuccess)
+        return MESH_EBACKEND;
+    const char *e = getenv("MESH_CUDA_MMQ"); // the tensor-core switch (as mmq.cu)
+    s_tc_on = major >= 8 && !(e && !strcmp(e, "0"));
     return 0;
 }
 
@@ -271,8 +554,13 @@ int mesh_cu_mla_attn(gpuStream_t s, const mesh_cu_mla_t *a) {
     size_t smem = s_smem_bytes(a->n_head < HG ? a->n_head : HG, a->d_kv, a->kv_lora);
     if (smem > (size_t)s_smem_optin)
         return MESH_EUNSUPPORTED;
-    dim3 grid(a->n, a->n_split > 1 ? a->n_split : 1, (a->n_head + HG - 1) / HG);
-    k_mla<<<grid, NTH, smem, s>>>(*a);
+    if (s_tc_ok(a)) {
+        dim3 grid(a->n, a->n_split > 1 ? a->n_split : 1, 1);
+        k_mla_tc<<<grid, 256, s_tc_smem(a->d_kv), s>>>(*a);
+    } else {
+        dim3 grid(a->n, a->n_split > 1 ? a->n_split : 1, (a->n_head + HG - 1) / HG);
+        k_mla<<<grid, NTH, smem, s>>>(*a);
+    }
     if (a->n_split > 1)
         k_mla_combine<<<dim3(a->n, a->n_head), 256, sizeof(float) * (2 * (size_t)a->n_split + 1),
                         s>>>(*a);

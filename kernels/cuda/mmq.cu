@@ -19,7 +19,7 @@
 //
 // Two kernels compute exactly that: k_mmq_dec for batches of up to 8 tokens
 // (one 16-row tile per block, its 8 warps one slice each, so decode has
-// enough loads in flight), and k_mmq_pre for prompts (64 rows x 64 tokens per
+// enough loads in flight; it quantizes x in registers, no extra launch), and k_mmq_pre for prompts (64 rows x 64 tokens per
 // block, each warp all of K). Which one runs depends on the batch; what a
 // token gets does not, so the engine's "a batch of N == each alone" holds
 // bit for bit (test_backend_ops checks it). The choice between this file and
@@ -300,6 +300,43 @@ static __device__ __forceinline__ bool s_group(const s_mq_pair_t &P, int z, int 
     return cnt > 0;
 }
 
+// Block b of a token's f32 row xr quantized in registers, exactly as
+// k_quant_x does it (max and integer sum are exact in any order): the four
+// lanes of a token (t = 0..3) each hold 8 of its 32 elements, in B-fragment
+// order. Used by the decode kernel, which then needs no quantize launch.
+static __device__ __forceinline__ void s_qx_lane(const float *xr, int b, int t, uint32_t &b0,
+                                                 uint32_t &b1, float &d, float &sx) {
+    const float *p = xr + 32 * b;
+    float v[8];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        v[i] = p[4 * t + i];
+        v[4 + i] = p[16 + 4 * t + i];
+    }
+    float am = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        am = fmaxf(am, fabsf(v[i]));
+    am = fmaxf(am, s_shfl_xor(am, 1));
+    am = fmaxf(am, s_shfl_xor(am, 2));
+    d = am / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int sum = 0;
+    uint32_t w[2] = {0u, 0u};
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int q = (int)rintf(v[i] * id);
+        q = q < -127 ? -127 : q > 127 ? 127 : q;
+        sum += q;
+        w[i >> 2] |= ((uint32_t)q & 0xffu) << (8 * (i & 3));
+    }
+    sum += s_shfl_xor_i(sum, 1);
+    sum += s_shfl_xor_i(sum, 2);
+    b0 = w[0];
+    b1 = w[1];
+    sx = __fmul_rn(d, (float)sum);
+}
+
 // One slice of a 16-row tile for one 8-token tile: integer mma per block,
 // float updates into acc (4 outputs per lane: rows g, g, g+8, g+8 and
 // tokens 2t, 2t+1, 2t, 2t+1 of the tile).
@@ -307,19 +344,22 @@ template <int T, bool FUSE>
 static __device__ __forceinline__ void s_slice8(const mesh_cu_mm_t &o, const s_xsrc_t &X,
                                                 const uint8_t *ra, const uint8_t *rb,
                                                 const uint8_t *ra2, const uint8_t *rb2, int b_lo,
-                                                int b_hi, const int8_t *xq_lane,
-                                                const int64_t xo[2], float acc[4],
+                                                int b_hi, const float *xf_lane, float acc[4],
                                                 float acc2[4]) {
     const int lane = threadIdx.x, t = lane & 3;
     (void)o;
+    (void)X;
 #pragma unroll 2
     for (int b = b_lo; b < b_hi; b++) {
-        const uint2 bx = *(const uint2 *)(xq_lane + 32 * b + 8 * t);
-        const float dx0 = X.d[xo[0] + b], dx1 = X.d[xo[1] + b];
+        uint2 bx;
+        float dq, sq;
+        s_qx_lane(xf_lane, b, t, bx.x, bx.y, dq, sq);
+        // epilogue tokens 2t and 2t+1 live in lanes 8t and 8t+4
+        const float dx0 = s_shfl(dq, 8 * t), dx1 = s_shfl(dq, 8 * t + 4);
         float sx0 = 0.0f, sx1 = 0.0f;
         if (T == CU_Q4_K) {
-            sx0 = X.s[xo[0] + b];
-            sx1 = X.s[xo[1] + b];
+            sx0 = s_shfl(sq, 8 * t);
+            sx1 = s_shfl(sq, 8 * t + 4);
         }
         uint32_t wa[2], wb[2];
         s_rowf_t fa, fb;
@@ -376,21 +416,14 @@ __global__ void __launch_bounds__(256) k_mmq_dec(s_mq_pair_t P) {
     if (w < S) {
         // B operand: token gi of the tile (clamped); epilogue: tokens 2t, 2t+1
         const int tb = gi < cnt ? gi : cnt - 1;
-        int64_t qo, bo, xo[2];
-        s_tok(o, X, g, p0 + tb, qo, bo);
-        const int8_t *xq_lane = X.q + qo;
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            const int te = 2 * t + i < cnt ? 2 * t + i : cnt - 1;
-            int64_t q2;
-            s_tok(o, X, g, p0 + te, q2, xo[i]);
-        }
+        const int in = o.idx ? o.idx[p0 + tb] : p0 + tb;
+        const float *xf_lane = o.x + (int64_t)in * o.xs + (int64_t)g * o.xm;
         const uint8_t *ra = s_rowp(o.w, o, g, r0 + gi), *rb = s_rowp(o.w, o, g, r0 + gi + 8);
         const uint8_t *ra2 = FUSE ? s_rowp(o.w2, o, g, r0 + gi) : nullptr;
         const uint8_t *rb2 = FUSE ? s_rowp(o.w2, o, g, r0 + gi + 8) : nullptr;
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         s_slice8<T, FUSE>(o, X, ra, rb, ra2, rb2, s_slice_lo(w, nb, S), s_slice_lo(w + 1, nb, S),
-                          xq_lane, xo, acc, acc2);
+                          xf_lane, acc, acc2);
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int rr = gi + (e >> 1) * 8, tt = 2 * t + (e & 1);
@@ -578,8 +611,12 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
     }
     if (nmax <= 0)
         return 0;
-    dim3 qg((unsigned)((nbmax + 7) / 8), (unsigned)(nmax < 65535 ? nmax : 65535), (unsigned)Q.nf);
-    k_quant_x<<<qg, dim3(32, 8), 0, s>>>(Q);
+    const int nall = b && b->n > a->n ? b->n : a->n;
+    if (nall > MQ_DEC_TOK) { // the decode kernel quantizes its x itself
+        dim3 qg((unsigned)((nbmax + 7) / 8), (unsigned)(nmax < 65535 ? nmax : 65535),
+                (unsigned)Q.nf);
+        k_quant_x<<<qg, dim3(32, 8), 0, s>>>(Q);
+    }
     // 2. the products
     s_mq_pair_t P;
     memset(&P, 0, sizeof P);

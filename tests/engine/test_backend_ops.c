@@ -418,12 +418,12 @@ static void test_mla(void **state) {
     }
     float *rows = s_randf((size_t)NT * D, 1.0f);
     const size_t pool_el = (size_t)NB * NL * BT * D;
-    const int ns[2] = {3, 40};
+    const int ns[3] = {3, 40, 300};
     for (int bi = 1; bi < s_n_others() + 1; bi++) {
         const char *bn = s_others[bi - 1];
         for (int ct = 0; ct < 2; ct++) {
             uint32_t cty = ct ? MESH_QT_F16 : MESH_QT_F32;
-            for (int ni = 0; ni < 2; ni++) {
+            for (int ni = 0; ni < 3; ni++) {
                 const int n = ns[ni];
                 mesh_attn_tok_t *tk = malloc(sizeof *tk * (size_t)n);
                 for (int i = 0; i < n; i++) {
@@ -450,6 +450,31 @@ static void test_mla(void **state) {
                                          .scale = 0.0625f};
                     assert_int_equal(b->iface->mla_attn(b->ctx, &a), 0);
                     s_down(b, O, o[k], 4 * on);
+                    {
+                        // the last token alone (decode's split path) gives the
+                        // same bits as inside the batch (n=300: one block per token)
+                        const size_t hd = (size_t)H * D, hl = (size_t)H * L;
+                        mesh_bptr_t Q1 = s_up(b, q + (size_t)(n - 1) * hd, 4 * hd),
+                                    O1 = s_up(b, NULL, 4 * hl),
+                                    T1 = s_up(b, &tk[n - 1], sizeof *tk);
+                        mesh_mla_args_t a1 = a;
+                        a1.q = Q1;
+                        a1.out = O1;
+                        a1.toks = T1;
+                        a1.n = 1;
+                        assert_int_equal(b->iface->mla_attn(b->ctx, &a1), 0);
+                        float *solo = calloc(hl, 4);
+                        s_down(b, O1, solo, 4 * hl);
+                        if (memcmp(solo, o[k] + (size_t)(n - 1) * hl, 4 * hl)) {
+                            fprintf(stderr, "mla %s on %s: the last token alone differs from n=%d\n",
+                                    ct ? "f16" : "f32", k ? bn : "cpu", n);
+                            fail();
+                        }
+                        free(solo);
+                        s_free(b, Q1);
+                        s_free(b, O1);
+                        s_free(b, T1);
+                    }
                     s_free(b, C);
                     s_free(b, X);
                     s_free(b, S);
