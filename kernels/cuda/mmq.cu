@@ -559,6 +559,17 @@ __global__ void __launch_bounds__(128) k_mmq_pre(s_mq_pair_t P) {
         }
 }
 
+// Runs GO(T) for the types this file serves (the caller returns
+// MESH_EUNSUPPORTED for the rest; mesh_cu_mmq_ok never lets them in).
+#define MQ_TYPE_SWITCH(t, GO)                                                                     \
+    switch (t) {                                                                                  \
+    case CU_Q8_0: GO(CU_Q8_0); break;                                                             \
+    case CU_Q5_0: GO(CU_Q5_0); break;                                                             \
+    case CU_Q4_K: GO(CU_Q4_K); break;                                                             \
+    case CU_Q6_K: GO(CU_Q6_K); break;                                                             \
+    default: return MESH_EUNSUPPORTED;                                                            \
+    }
+
 static s_qx_t s_qx_of(const mesh_cu_mm_t *m) {
     s_qx_t f;
     const s_xq_layout_t l = s_xq_layout(m);
@@ -642,13 +653,7 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
         else                                                                                      \
             k_mmq_dec<T, false><<<grid, blk, 0, s>>>(P);                                          \
     } while (0)
-        switch (a->type) {
-        case CU_Q8_0: S_GO(CU_Q8_0); break;
-        case CU_Q5_0: S_GO(CU_Q5_0); break;
-        case CU_Q4_K: S_GO(CU_Q4_K); break;
-        case CU_Q6_K: S_GO(CU_Q6_K); break;
-        default: return MESH_EUNSUPPORTED;
-        }
+        MQ_TYPE_SWITCH(a->type, S_GO)
 #undef S_GO
     } else {
         const int nt = fuse ? 32 : 64;
@@ -661,13 +666,7 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
         else                                                                                      \
             k_mmq_pre<T, false, 8><<<grid, blk, 0, s>>>(P);                                       \
     } while (0)
-        switch (a->type) {
-        case CU_Q8_0: S_GO(CU_Q8_0); break;
-        case CU_Q5_0: S_GO(CU_Q5_0); break;
-        case CU_Q4_K: S_GO(CU_Q4_K); break;
-        case CU_Q6_K: S_GO(CU_Q6_K); break;
-        default: return MESH_EUNSUPPORTED;
-        }
+        MQ_TYPE_SWITCH(a->type, S_GO)
 #undef S_GO
     }
     return 0;
