@@ -305,6 +305,17 @@ static __device__ __forceinline__ void s_split2(float2 x, uint32_t &hi, uint32_t
     lo = s_pack2(l0, l1);
 }
 
+// Zeroes a warp's 32 x 64 accumulator tile (two m-tiles, eight n-tiles).
+static __device__ __forceinline__ void s_zero_acc(float (&o)[2][8][4]) {
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                o[m][n][e] = 0.0f;
+}
+
 __global__ void __launch_bounds__(256) k_mla_tc(mesh_cu_mla_t a) {
     extern __shared__ float sm[];
     const int D = a.d_kv, H = a.n_head, DP = D + TC_PAD, PP = CH + TC_PAD;
@@ -328,13 +339,7 @@ __global__ void __launch_bounds__(256) k_mla_tc(mesh_cu_mla_t a) {
         la[tid] = 0.0f;
     }
     float oa[2][8][4];
-#pragma unroll
-    for (int m = 0; m < 2; m++)
-#pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                oa[m][n][e] = 0.0f;
+    s_zero_acc(oa);
     const int vpr = D / 8; // 16-byte words per cache row
     for (int ch = c0; ch < c1; ch++) {
         const int r0 = ch * CH, nval = min(CH, n_ctx - r0);
@@ -428,13 +433,7 @@ __global__ void __launch_bounds__(256) k_mla_tc(mesh_cu_mla_t a) {
         // 4. o = p V: warp w takes output columns 64w .. 64w+63, both m-tiles
         {
             float o[2][8][4];
-#pragma unroll
-            for (int m = 0; m < 2; m++)
-#pragma unroll
-                for (int n = 0; n < 8; n++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++)
-                        o[m][n][e] = 0.0f;
+            s_zero_acc(o);
             const int d0 = 64 * w;
 #pragma unroll
             for (int kk = 0; kk < CH; kk += 16) {
