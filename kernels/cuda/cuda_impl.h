@@ -54,8 +54,12 @@ bool mesh_cu_type_ok(uint32_t type);
 // Tensor-core products of quantized weights (mmq.cu). Whether a family
 // takes them depends on its weight and layout only (never on n), so a
 // token's result never depends on the batch. set_arch: the device's compute
-// capability major (0, or MESH_CUDA_MMQ=0 in the environment, turns them off).
+// capability major (0 turns them off, as mesh_cu_tc_env() false does).
 void mesh_cu_mmq_set_arch(int major);
+// Whether the environment asks for the tensor-core paths (mmq.cu and
+// k_mla_tc): MESH_CUDA_MMQ=1 on, anything else off. They stay opt-in until a
+// GPU run has checked them (kernels/cuda/README.md says where that stands).
+bool mesh_cu_tc_env(void);
 bool mesh_cu_mmq_ok(const mesh_cu_mm_t *m);
 size_t mesh_cu_mmq_scratch(const mesh_cu_mm_t *m); // 0 when not mmq_ok
 int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b);

@@ -23,8 +23,6 @@
 #include "cuda_impl.h"
 
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 extern "C" {
 #include "mesh_err.h"
@@ -542,8 +540,7 @@ int mesh_cu_mla_setup(void) {
     int major = 0;
     if (gpuDeviceGetAttribute(&major, gpuDevAttrComputeCapabilityMajor, dev) != gpuSuccess)
         return MESH_EBACKEND;
-    const char *e = getenv("MESH_CUDA_MMQ"); // the tensor-core switch (as mmq.cu)
-    s_tc_on = major >= 8 && !(e && !strcmp(e, "0"));
+    s_tc_on = major >= 8 && mesh_cu_tc_env();
     return 0;
 }
 

@@ -42,9 +42,13 @@ extern "C" {
 
 static int s_arch_major; // of the device in use (mesh_cu_mmq_set_arch)
 
-void mesh_cu_mmq_set_arch(int major) {
+bool mesh_cu_tc_env(void) {
     const char *e = getenv("MESH_CUDA_MMQ");
-    s_arch_major = (e && !strcmp(e, "0")) ? 0 : major;
+    return e && !strcmp(e, "1");
+}
+
+void mesh_cu_mmq_set_arch(int major) {
+    s_arch_major = mesh_cu_tc_env() ? major : 0;
 }
 
 static bool s_type_ok(int t) {
