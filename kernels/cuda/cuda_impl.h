@@ -56,9 +56,8 @@ bool mesh_cu_type_ok(uint32_t type);
 // token's result never depends on the batch. set_arch: the device's compute
 // capability major (0 turns them off, as mesh_cu_tc_env() false does).
 void mesh_cu_mmq_set_arch(int major);
-// Whether the environment asks for the tensor-core paths (mmq.cu and
-// k_mla_tc): MESH_CUDA_MMQ=1 on, anything else off. They stay opt-in until a
-// GPU run has checked them (kernels/cuda/README.md says where that stands).
+// Whether the environment leaves the tensor-core paths (mmq.cu and
+// k_mla_tc) on: MESH_CUDA_MMQ=0 turns them off, for comparisons.
 bool mesh_cu_tc_env(void);
 bool mesh_cu_mmq_ok(const mesh_cu_mm_t *m);
 size_t mesh_cu_mmq_scratch(const mesh_cu_mm_t *m); // 0 when not mmq_ok

@@ -44,7 +44,7 @@ static int s_arch_major; // of the device in use (mesh_cu_mmq_set_arch)
 
 bool mesh_cu_tc_env(void) {
     const char *e = getenv("MESH_CUDA_MMQ");
-    return e && !strcmp(e, "1");
+    return !(e && !strcmp(e, "0"));
 }
 
 void mesh_cu_mmq_set_arch(int major) {
@@ -353,7 +353,7 @@ static __device__ __forceinline__ void s_slice8(const mesh_cu_mm_t &o, const s_x
     const int lane = threadIdx.x, t = lane & 3;
     (void)o;
     (void)X;
-#pragma unroll 2
+#pragma unroll 4
     for (int b = b_lo; b < b_hi; b++) {
         uint2 bx;
         float dq, sq;
