@@ -11,6 +11,8 @@
 #ifndef MESH_GPU_COMPAT_H
 #define MESH_GPU_COMPAT_H
 
+#include <stdint.h>
+
 #if defined(MESH_GPU_HIP)
 #include <hip/hip_bf16.h>
 #include <hip/hip_fp16.h>
@@ -128,6 +130,23 @@ static __device__ __forceinline__ float s_shfl(float v, int src) {
     return __shfl_sync(0xffffffffu, v, src);
 #else
     return __shfl(v, src);
+#endif
+}
+
+static __device__ __forceinline__ int s_shfl_i(int v, int src) {
+#if MESH_GPU_CUDA
+    return __shfl_sync(0xffffffffu, v, src);
+#else
+    return __shfl(v, src);
+#endif
+}
+
+// Bit l set where lane l's predicate holds (lanes 0..31; all lanes active).
+static __device__ __forceinline__ uint32_t s_ballot(bool p) {
+#if MESH_GPU_CUDA
+    return __ballot_sync(0xffffffffu, p);
+#else
+    return (uint32_t)__ballot(p);
 #endif
 }
 

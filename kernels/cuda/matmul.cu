@@ -24,6 +24,8 @@ extern "C" {
 }
 
 #define MV_WARPS 8 // warps per block
+#define MV_YCH 64  // x rows per block (grid.y splits larger batches; a row's
+                   // arithmetic is the same in whichever block it lands)
 
 typedef struct {
     mesh_cu_mm_t op[2];
@@ -66,78 +68,82 @@ static __device__ __forceinline__ void s_mv_body(const mesh_cu_mm_t &o, int g) {
     const bool vec = ((((uintptr_t)o.x) & 15) == 0) && (o.xs % 4 == 0) && (o.xm % 4 == 0) &&
                      (o.K % 8 == 0);
     const int ng = live ? (o.K + 7) / 8 : 0;
-    for (int j0 = 0; j0 < cnt; j0 += MV_NT) {
-        const int nt = cnt - j0 < MV_NT ? cnt - j0 : MV_NT;
-        const float *xr[MV_NT];
+    // this block's share of the x rows: runs of MV_YCH, every gridDim.y-th
+    for (int jb = (int)blockIdx.y * MV_YCH; jb < cnt; jb += (int)gridDim.y * MV_YCH) {
+        const int j_end = cnt - jb < MV_YCH ? cnt : jb + MV_YCH;
+        for (int j0 = jb; j0 < j_end; j0 += MV_NT) {
+            const int nt = j_end - j0 < MV_NT ? j_end - j0 : MV_NT;
+            const float *xr[MV_NT];
 #pragma unroll
-        for (int t = 0; t < MV_NT; t++) {
-            int p = p0 + j0 + (t < nt ? t : 0);
-            int in = o.idx ? o.idx[p] : p;
-            xr[t] = o.x + (int64_t)in * o.xs + (int64_t)g * o.xm;
-        }
-        float acc[MV_NT], acc2[MV_NT];
+            for (int t = 0; t < MV_NT; t++) {
+                int p = p0 + j0 + (t < nt ? t : 0);
+                int in = o.idx ? o.idx[p] : p;
+                xr[t] = o.x + (int64_t)in * o.xs + (int64_t)g * o.xm;
+            }
+            float acc[MV_NT], acc2[MV_NT];
 #pragma unroll
-        for (int t = 0; t < MV_NT; t++)
-            acc[t] = acc2[t] = 0.0f;
-        // Per (row, x row): groups of 8 in a fixed lane/warp order, each an
-        // 8-long FMA chain, then a butterfly sum and a fixed-order sum over
-        // the row's warps: the same whatever the batch (batch invariance).
+            for (int t = 0; t < MV_NT; t++)
+                acc[t] = acc2[t] = 0.0f;
+            // Per (row, x row): groups of 8 in a fixed lane/warp order, each an
+            // 8-long FMA chain, then a butterfly sum and a fixed-order sum over
+            // the row's warps: the same whatever the batch (batch invariance).
 #pragma unroll 2
-        for (int q = wr_i * 32 + lane; q < ng; q += 32 * rw) {
-            float v[8], v2[8];
-            s_deq8<T>(wr, q, o.K, v);
-            if (FUSE)
-                s_deq8<T>(wr2, q, o.K, v2);
+            for (int q = wr_i * 32 + lane; q < ng; q += 32 * rw) {
+                float v[8], v2[8];
+                s_deq8<T>(wr, q, o.K, v);
+                if (FUSE)
+                    s_deq8<T>(wr2, q, o.K, v2);
+#pragma unroll
+                for (int t = 0; t < MV_NT; t++) {
+                    if (t < nt) {
+                        float xv[8];
+                        if (vec) {
+                            const float4 *p = (const float4 *)(xr[t] + 8 * q);
+                            float4 a = p[0], b = p[1];
+                            xv[0] = a.x; xv[1] = a.y; xv[2] = a.z; xv[3] = a.w;
+                            xv[4] = b.x; xv[5] = b.y; xv[6] = b.z; xv[7] = b.w;
+                        } else {
+#pragma unroll
+                            for (int l = 0; l < 8; l++)
+                                xv[l] = 8 * q + l < o.K ? xr[t][8 * q + l] : 0.0f;
+                        }
+                        float s = 0.0f, s2 = 0.0f;
+#pragma unroll
+                        for (int l = 0; l < 8; l++) {
+                            s = fmaf(v[l], xv[l], s);
+                            if (FUSE)
+                                s2 = fmaf(v2[l], xv[l], s2);
+                        }
+                        acc[t] += s;
+                        if (FUSE)
+                            acc2[t] += s2;
+                    }
+                }
+            }
 #pragma unroll
             for (int t = 0; t < MV_NT; t++) {
                 if (t < nt) {
-                    float xv[8];
-                    if (vec) {
-                        const float4 *p = (const float4 *)(xr[t] + 8 * q);
-                        float4 a = p[0], b = p[1];
-                        xv[0] = a.x; xv[1] = a.y; xv[2] = a.z; xv[3] = a.w;
-                        xv[4] = b.x; xv[5] = b.y; xv[6] = b.z; xv[7] = b.w;
-                    } else {
-#pragma unroll
-                        for (int l = 0; l < 8; l++)
-                            xv[l] = 8 * q + l < o.K ? xr[t][8 * q + l] : 0.0f;
+                    float s = mesh_warp_sum(acc[t]);
+                    float s2 = FUSE ? mesh_warp_sum(acc2[t]) : 0.0f;
+                    if (lane == 0) {
+                        red[threadIdx.y][t][0] = s;
+                        red[threadIdx.y][t][1] = s2;
                     }
-                    float s = 0.0f, s2 = 0.0f;
-#pragma unroll
-                    for (int l = 0; l < 8; l++) {
-                        s = fmaf(v[l], xv[l], s);
-                        if (FUSE)
-                            s2 = fmaf(v2[l], xv[l], s2);
-                    }
-                    acc[t] += s;
-                    if (FUSE)
-                        acc2[t] += s2;
                 }
             }
-        }
-#pragma unroll
-        for (int t = 0; t < MV_NT; t++) {
-            if (t < nt) {
-                float s = mesh_warp_sum(acc[t]);
-                float s2 = FUSE ? mesh_warp_sum(acc2[t]) : 0.0f;
-                if (lane == 0) {
-                    red[threadIdx.y][t][0] = s;
-                    red[threadIdx.y][t][1] = s2;
+            __syncthreads();
+            if (live && wr_i == 0 && lane < nt) {
+                const int t = lane, w0 = rl * rw;
+                float s = red[w0][t][0], s2 = red[w0][t][1];
+                for (int k = 1; k < rw; k++) {
+                    s += red[w0 + k][t][0];
+                    s2 += red[w0 + k][t][1];
                 }
+                const int p = p0 + j0 + t;
+                o.y[(int64_t)p * o.ys + (int64_t)g * o.ym + row] = FUSE ? s_silu(s) * s2 : s;
             }
+            __syncthreads();
         }
-        __syncthreads();
-        if (live && wr_i == 0 && lane < nt) {
-            const int t = lane, w0 = rl * rw;
-            float s = red[w0][t][0], s2 = red[w0][t][1];
-            for (int k = 1; k < rw; k++) {
-                s += red[w0 + k][t][0];
-                s2 += red[w0 + k][t][1];
-            }
-            const int p = p0 + j0 + t;
-            o.y[(int64_t)p * o.ys + (int64_t)g * o.ym + row] = FUSE ? s_silu(s) * s2 : s;
-        }
-        __syncthreads();
     }
 }
 
@@ -204,7 +210,9 @@ int mesh_cu_matmul2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b)
         const int rpb = MV_WARPS / s_rw(a->K);
         // One x row per block for decode (fewer registers), else 8.
         const int nt = nmax == 1 ? 1 : 8;
-        dim3 grid((rows + rpb - 1) / rpb, 1, gz); // x rows: looped inside each block
+        // x rows: MV_YCH per block along y, looped 8 at a time inside it
+        const int ny = (nmax + MV_YCH - 1) / MV_YCH;
+        dim3 grid((rows + rpb - 1) / rpb, (unsigned)(ny < 65535 ? ny : 65535), gz);
         dim3 blk(32, MV_WARPS);
 #define S_GO(T)                                                                                   \
     do {                                                                                          \

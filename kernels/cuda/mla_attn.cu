@@ -52,6 +52,16 @@ static __device__ __forceinline__ float s_merge(float a, float ca, float b, floa
     return __fadd_rn(__fmul_rn(a, ca), __fmul_rn(b, cb));
 }
 
+// The chunks of token t's context this block takes: one (blockIdx.y) when
+// split, else all. False when there is none.
+static __device__ __forceinline__ bool s_chunk_range(const mesh_cu_mla_t &a, int n_ctx, int *c0,
+                                                     int *c1) {
+    const int n_ch = (n_ctx + CH - 1) / CH;
+    *c0 = a.n_split > 1 ? (int)blockIdx.y : 0;
+    *c1 = a.n_split > 1 ? min((int)blockIdx.y + 1, n_ch) : n_ch;
+    return *c0 < *c1;
+}
+
 __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
     extern __shared__ float sm[];
     const int h0 = blockIdx.z * HG, H = min(HG, a.n_head - h0), D = a.d_kv, L = a.kv_lora;
@@ -61,10 +71,9 @@ __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
           *ma = corr + H, *la = ma + H;
     const int t = blockIdx.x, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int n_ctx = a.toks[t].n_ctx;
-    const int n_ch = (n_ctx + CH - 1) / CH;
     const bool split = a.n_split > 1;
-    const int c0 = split ? blockIdx.y : 0, c1 = split ? min((int)blockIdx.y + 1, n_ch) : n_ch;
-    if (c0 >= c1)
+    int c0, c1;
+    if (!s_chunk_range(a, n_ctx, &c0, &c1))
         return;
     const int32_t *tab = a.tables + a.toks[t].table_off;
     const float *q = a.q + ((int64_t)t * HA + h0) * D;
@@ -325,10 +334,9 @@ __global__ void __launch_bounds__(256) k_mla_tc(mesh_cu_mla_t a) {
     const int t = blockIdx.x, tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2,
               tq = lane & 3;
     const int n_ctx = a.toks[t].n_ctx;
-    const int n_ch = (n_ctx + CH - 1) / CH;
     const bool split = a.n_split > 1;
-    const int c0 = split ? blockIdx.y : 0, c1 = split ? min((int)blockIdx.y + 1, n_ch) : n_ch;
-    if (c0 >= c1)
+    int c0, c1;
+    if (!s_chunk_range(a, n_ctx, &c0, &c1))
         return;
     const int32_t *tab = a.tables + a.toks[t].table_off;
     const float *q = a.q + (int64_t)t * H * D;
@@ -363,6 +371,9 @@ __global__ void __launch_bounds__(256) k_mla_tc(mesh_cu_mla_t a) {
             const float *q1 = q + (int64_t)(h1 < H ? h1 : 0) * D;
             float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
             const float2 z = make_float2(0.0f, 0.0f);
+            // unrolled so several q loads are in flight (q is read from
+            // global memory here; a decode block runs this once)
+#pragma unroll 4
             for (int k0 = 0; k0 < D; k0 += 16) {
                 const float2 x00 = h0 < H ? *(const float2 *)(q0 + k0 + 2 * tq) : z;
                 const float2 x10 = h1 < H ? *(const float2 *)(q1 + k0 + 2 * tq) : z;

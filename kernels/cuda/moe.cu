@@ -96,24 +96,51 @@ __global__ void k_route(mesh_cu_route_t r) {
     for (int i = threadIdx.x; i < np; i += blockDim.x)
         atomicAdd(&cnt[r.sel[i]], 1);
     __syncthreads();
-    if (threadIdx.x == 0) {
-        int acc = 0;
-        for (int e = 0; e < E; e++) {
-            r.start[e] = acc;
-            acc += cnt[e];
+    // Prefix sum of the counts and the list of used experts: warp 0, 32
+    // experts at a time.
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        int base = 0, na = 0;
+        for (int e0 = 0; e0 < E; e0 += 32) {
+            const int e = e0 + lane, c = e < E ? cnt[e] : 0;
+            int inc = c;
+            for (int m = 1; m < 32; m <<= 1) {
+                const int o = s_shfl_i(inc, lane >= m ? lane - m : lane);
+                if (lane >= m)
+                    inc += o;
+            }
+            const uint32_t used = s_ballot(c > 0);
+            if (e < E) {
+                r.start[e] = base + inc - c;
+                if (c > 0)
+                    r.act[1 + na + __popc(used & ((1u << lane) - 1u))] = e;
+            }
+            base += s_shfl_i(inc, 31);
+            na += __popc(used);
         }
-        r.start[E] = acc;
-        for (int e = 0; e < E; e++)
-            cnt[e] = r.start[e];
-        int na = 0;
-        for (int e = 0; e < E; e++)
-            if (r.start[e + 1] > r.start[e])
-                r.act[1 + na++] = e;
-        r.act[0] = na;
-        for (int i = 0; i < np; i++) {
-            int p = cnt[r.sel[i]]++;
-            r.pair_tok[p] = i / K;
-            r.slot[i] = p;
+        if (lane == 0) {
+            r.start[E] = base;
+            r.act[0] = na;
+        }
+    }
+    __syncthreads();
+    // Stable placement: warp w takes experts w, w + 8, ...; pairs of one
+    // expert keep pair order (ranks from ballots over the pairs in order).
+    const int warp_id = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int e = warp_id; e < E; e += S_RWARPS) {
+        int p = r.start[e];
+        if (r.start[e + 1] == p)
+            continue;
+        for (int i0 = 0; i0 < np; i0 += 32) {
+            const int i = i0 + lane;
+            const bool mine = i < np && r.sel[i] == e;
+            const uint32_t m = s_ballot(mine);
+            if (mine) {
+                const int q = p + __popc(m & ((1u << lane) - 1u));
+                r.pair_tok[q] = i / K;
+                r.slot[i] = q;
+            }
+            p += __popc(m);
         }
     }
 }
