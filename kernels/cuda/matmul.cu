@@ -200,10 +200,9 @@ int mesh_cu_matmul2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b)
     if (gz <= 0 || nmax <= 0)
         return 0;
     const bool fuse = a->w2 != nullptr;
-    // The GEMM pays off once a group holds enough rows to reuse each weight tile.
-    // Every batch size takes k_mv so that a token's result never depends on
-    // what else is in the batch (k_mv's per-row arithmetic does not). A
-    // tensor-core GEMM for prompts must keep that property: not done yet.
+    // Every batch size of these types takes k_mv, so a token's result never
+    // depends on what else is in the batch (k_mv's per-row arithmetic does
+    // not); the types with tensor-core kernels left above, by type alone.
     {
         // Rows per block follow the widest family's K (both families of a
         // launch have the same K in practice: experts and shared expert).
