@@ -102,6 +102,30 @@ typedef struct {
     float w_scale;                   // multiply chosen weights
 } mesh_moe_args_t;
 
+// MLA's step between the projections and attention, one layer, a batch:
+// rope of each head's rope part of q into qc (as the rope slot), RMSNorm of
+// the kv latent kv[t][0:kv_lora] (weight kv_norm), rope of kv[t][kv_lora:
+// kv_lora + n_rot] (both in place), then the row kv[t][0:kv_lora + n_rot]
+// stored in the cache at slot[t] (as kv_store).
+typedef struct {
+    mesh_bptr_t q;                  // q[t][h*q_head + 0:n_rot]: rope input
+    int64_t q_stride, q_head;
+    mesh_bptr_t qc;                 // qc[t][h*qc_head + 0:n_rot]: rope output
+    int64_t qc_stride, qc_head;
+    int n_head;
+    mesh_bptr_t kv;                 // [n][kv_stride]
+    int64_t kv_stride;
+    int kv_lora;
+    const mesh_bweight_t *kv_norm;  // f32 [kv_lora]
+    float eps;
+    mesh_bptr_t pos, slot;          // int32 [n]
+    mesh_bptr_t cache;              // the KV pool (see kv_store)
+    uint32_t cache_type;
+    int n_layer, layer, block_tokens;
+    int n;
+    const mesh_rope_params_t *rope;
+} mesh_mla_prep_t;
+
 typedef struct mesh_backend mesh_backend_t;
 
 typedef struct {
@@ -166,6 +190,16 @@ typedef struct {
     int (*copy_rows)(void *ctx, mesh_bptr_t x, int64_t x_stride, mesh_bptr_t idx, int n,
                      mesh_bptr_t y, int64_t y_stride, int width);
 
+    // ---- fused ops (optional: NULL runs the ops they stand for; call them
+    // through mesh_be_*() below, which picks) ----
+    // y[t][i] += x[t][i], then out[t] = rmsnorm(y[t][0:width]) * w: a residual
+    // add and the next norm. out may be x (not y).
+    int (*add_rms_norm)(void *ctx, mesh_bptr_t y, int64_t y_stride, mesh_bptr_t x,
+                        int64_t x_stride, mesh_bptr_t out, int64_t out_stride, int n, int width,
+                        const mesh_bweight_t *w, float eps);
+    // See mesh_mla_prep_t.
+    int (*mla_prep)(void *ctx, const mesh_mla_prep_t *a);
+
     // Destroys the context (threads, buffers it made). Buffers handed out
     // must have been freed before.
     void (*destroy)(void *ctx);
@@ -185,6 +219,13 @@ typedef struct {
 // result with mesh_backend_destroy. MESH_ENOTFOUND for an unknown or unbuilt name.
 int mesh_backend_new(const char *name, const mesh_backend_params_t *p, mesh_backend_t **out);
 void mesh_backend_destroy(mesh_backend_t **b);
+
+// The fused ops, on the backend's slot when it has one, else as the ops
+// they stand for (what the CPU backend does).
+int mesh_be_add_rms_norm(const mesh_backend_t *b, mesh_bptr_t y, int64_t y_stride, mesh_bptr_t x,
+                         int64_t x_stride, mesh_bptr_t out, int64_t out_stride, int n, int width,
+                         const mesh_bweight_t *w, float eps);
+int mesh_be_mla_prep(const mesh_backend_t *b, const mesh_mla_prep_t *a);
 
 // Each backend's constructor (kernels/<name>/): fills *out on success.
 int mesh_kern_cpu_register(const mesh_backend_params_t *p, mesh_backend_t **out);

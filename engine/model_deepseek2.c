@@ -12,7 +12,8 @@
 //   x   += attn_output(v_b_h olat_h)                       [n_embd]
 //   x   += ffn(rmsnorm(x) * ffn_norm)   (SwiGLU or MoE)
 // then logits = output(rmsnorm(x) * output_norm) for the flagged tokens only.
-// Only backend slots are called, so the graph runs on any backend.
+// Only backend slots are called (the fused ones through mesh_be_*, which
+// fall back to the plain ops), so the graph runs on any backend.
 #include "mesh_err.h"
 #include "model.h"
 
@@ -78,29 +79,36 @@ int mesh_ds2_forward_chunk(mesh_model_t *m, const mesh_batch_tok_t *tok, int n, 
                       OL = s_at(m, w->olat), O = s_at(m, w->o), G = s_at(m, w->g),
                       U = s_at(m, w->u);
     S_CK(B->get_rows(bc, &m->tok_embd, s_at(m, w->ids), n, X, E));
+    // Each residual add is fused with the norm that follows it (the ffn norm,
+    // the next layer's attention norm); only layer 0's attention norm and
+    // the last layer's add stand alone.
+    S_CK(B->rms_norm(bc, X, E, XN, E, n, E, &m->layers[0].attn_norm, hp->eps));
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const mesh_layer_t *ly = &m->layers[il];
-        // attention
-        S_CK(B->rms_norm(bc, X, E, XN, E, n, E, &ly->attn_norm, hp->eps));
+        // attention (XN = the normalised input). The two products of XN
+        // come first and back to back (a GPU backend may run them as one).
         if (hp->q_lora) {
             const int QL = (int)hp->q_lora;
             S_CK(B->matmul(bc, &ly->q_a, 0, 1, XN, E, 0, n, QA, QL, 0));
+            S_CK(B->matmul(bc, &ly->kv_a, 0, 1, XN, E, 0, n, KV, dkv, 0));
             S_CK(B->rms_norm(bc, QA, QL, QA, QL, n, QL, &ly->q_a_norm, hp->eps));
             S_CK(B->matmul(bc, &ly->q_b, 0, 1, QA, QL, 0, n, Q, (int64_t)H * dq, 0));
         } else {
             S_CK(B->matmul(bc, &ly->q, 0, 1, XN, E, 0, n, Q, (int64_t)H * dq, 0));
+            S_CK(B->matmul(bc, &ly->kv_a, 0, 1, XN, E, 0, n, KV, dkv, 0));
         }
         // q_abs[h] = k_b[h] q_nope[h]: k_b's rows are latent dims, so it is a
         // plain per-head matmul into the first kv_lora of each qcat head.
         S_CK(B->matmul(bc, &ly->k_b, 0, H, Q, (int64_t)H * dq, dq, n, QC, (int64_t)H * dkv, dkv));
-        S_CK(B->rope(bc, s_atf(m, w->q, hp->d_nope), (int64_t)H * dq, dq, s_atf(m, w->qcat, L),
-                     (int64_t)H * dkv, dkv, n, H, s_at(m, w->pos), &hp->rope));
-        S_CK(B->matmul(bc, &ly->kv_a, 0, 1, XN, E, 0, n, KV, dkv, 0));
-        S_CK(B->rms_norm(bc, KV, dkv, KV, dkv, n, L, &ly->kv_a_norm, hp->eps));
-        S_CK(B->rope(bc, s_atf(m, w->kv, L), dkv, 0, s_atf(m, w->kv, L), dkv, 0, n, 1,
-                     s_at(m, w->pos), &hp->rope));
-        S_CK(B->kv_store(bc, (mesh_bptr_t){kv->pool, 0}, kv->type, kv->n_layer, (int)il,
-                         kv->block_tokens, dkv, KV, dkv, s_at(m, w->slots), n));
+        mesh_mla_prep_t pa = {.q = s_atf(m, w->q, hp->d_nope), .q_stride = (int64_t)H * dq,
+                              .q_head = dq, .qc = s_atf(m, w->qcat, L),
+                              .qc_stride = (int64_t)H * dkv, .qc_head = dkv, .n_head = H,
+                              .kv = KV, .kv_stride = dkv, .kv_lora = L, .kv_norm = &ly->kv_a_norm,
+                              .eps = hp->eps, .pos = s_at(m, w->pos), .slot = s_at(m, w->slots),
+                              .cache = {kv->pool, 0}, .cache_type = kv->type,
+                              .n_layer = kv->n_layer, .layer = (int)il,
+                              .block_tokens = kv->block_tokens, .n = n, .rope = &hp->rope};
+        S_CK(mesh_be_mla_prep(m->be, &pa));
         mesh_mla_args_t aa = {.q = QC, .out = OL, .toks = s_at(m, w->atok),
                               .tables = s_at(m, w->tables), .cache = {kv->pool, 0}, .n = n,
                               .n_head = H, .kv_lora = L, .d_kv = dkv, .layer = (int)il,
@@ -110,9 +118,9 @@ int mesh_ds2_forward_chunk(mesh_model_t *m, const mesh_batch_tok_t *tok, int n, 
         S_CK(B->matmul(bc, &ly->v_b, 0, H, OL, (int64_t)H * L, L, n, O, (int64_t)H * hp->d_v,
                        hp->d_v));
         S_CK(B->matmul(bc, &ly->o, 0, 1, O, (int64_t)H * hp->d_v, 0, n, XN, E, 0));
-        S_CK(B->add(bc, X, E, XN, E, n, E));
+        // x += attention; XN = ffn norm of x
+        S_CK(mesh_be_add_rms_norm(m->be, X, E, XN, E, XN, E, n, E, &ly->ffn_norm, hp->eps));
         // feed-forward
-        S_CK(B->rms_norm(bc, X, E, XN, E, n, E, &ly->ffn_norm, hp->eps));
         if (!ly->moe) {
             const int F = (int)hp->n_ff;
             S_CK(B->matmul(bc, &ly->gate, 0, 1, XN, E, 0, n, G, F, 0));
@@ -131,7 +139,12 @@ int mesh_ds2_forward_chunk(mesh_model_t *m, const mesh_batch_tok_t *tok, int n, 
                 .w_scale = hp->w_scale};
             S_CK(B->moe(bc, &ma));
         }
-        S_CK(B->add(bc, X, E, O, E, n, E));
+        // x += ffn; XN = the next layer's attention norm of x
+        if (il + 1 < hp->n_layer)
+            S_CK(mesh_be_add_rms_norm(m->be, X, E, O, E, XN, E, n, E,
+                                      &m->layers[il + 1].attn_norm, hp->eps));
+        else
+            S_CK(B->add(bc, X, E, O, E, n, E));
     }
     // output head, only for the flagged tokens, MESH_LOGIT_ROWS at a time
     for (int r0 = 0; r0 < nf; r0 += MESH_LOGIT_ROWS) {

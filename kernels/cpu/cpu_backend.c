@@ -216,6 +216,8 @@ static const mesh_backend_iface_t s_iface = {
     .swiglu = s_swiglu,
     .add = s_add,
     .copy_rows = s_copy_rows,
+    .add_rms_norm = NULL, // the plain ops (mesh_be_add_rms_norm)
+    .mla_prep = NULL,     // the plain ops (mesh_be_mla_prep)
     .destroy = s_destroy,
 };
 

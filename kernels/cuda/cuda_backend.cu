@@ -49,6 +49,7 @@ struct s_ctx {
     // the queue of recorded ops (s_rec_t + args, back to back)
     uint8_t *q;
     size_t q_len, q_cap;
+    size_t q_last; // offset of the newest record (valid while q_len > 0)
     // the bytes of the previous flush, and the graph captured from them
     uint8_t *prev;
     size_t prev_len, prev_cap;
@@ -104,6 +105,7 @@ static int s_push(s_ctx_t *c, s_run_fn fn, const void *args, size_t size) {
     memcpy(c->q + c->q_len, &r, sizeof r);
     memset(c->q + c->q_len + sizeof r, 0, asz);
     memcpy(c->q + c->q_len + sizeof r, args, size);
+    c->q_last = c->q_len;
     c->q_len = need;
     return 0;
 }
@@ -389,6 +391,26 @@ static void s_mm_from(mesh_cu_mm_t *m, const mesh_bweight_t *w) {
     m->nb2 = w->nb[2];
 }
 
+static bool s_ranges_meet(const float *a, int64_t na, const float *b, int64_t nb) {
+    return a < b + nb && b < a + na;
+}
+
+// Whether product m may join the queued single product p in one launch:
+// both plain (one matrix, no grouping), same x, same type and row length
+// class, and m's output clear of what p reads and writes.
+static bool s_pairable(const s_mm_args_t *p, const mesh_cu_mm_t *m) {
+    const mesh_cu_mm_t *a = &p->a;
+    if (p->two || a->n_group != 1 || a->start || a->idx || a->act || a->w2 || a->xm || a->ym)
+        return false;
+    if (a->type != m->type || a->x != m->x || a->xs != m->xs || a->n != m->n || m->xm ||
+        m->ym || a->K != m->K)
+        return false;
+    const int64_t nx = (int64_t)(m->n - 1) * m->xs + m->K;
+    const int64_t ny_a = (int64_t)(a->n - 1) * a->ys + a->rows,
+                  ny_m = (int64_t)(m->n - 1) * m->ys + m->rows;
+    return !s_ranges_meet(m->y, ny_m, a->x, nx) && !s_ranges_meet(m->y, ny_m, a->y, ny_a);
+}
+
 static int s_matmul(void *ctx, const mesh_bweight_t *w, int m0, int n_mat, mesh_bptr_t x,
                     int64_t x_stride, int64_t x_mat, int n, mesh_bptr_t y, int64_t y_stride,
                     int64_t y_mat) {
@@ -408,6 +430,21 @@ static int s_matmul(void *ctx, const mesh_bweight_t *w, int m0, int n_mat, mesh_
     m.n = n;
     m.n_group = n_mat;
     m.m0 = m0;
+    // Two plain products of the same x queued back to back (the MLA's q_a
+    // and kv_a) become one launch: the record before is taken back and
+    // queued again as a pair.
+    if (c->q_len && n_mat == 1) {
+        s_rec_t r;
+        memcpy(&r, c->q + c->q_last, sizeof r);
+        if (r.fn == s_run_mm) {
+            s_mm_args_t p;
+            memcpy(&p, c->q + c->q_last + sizeof r, sizeof p);
+            if (s_pairable(&p, &m)) {
+                c->q_len = c->q_last;
+                return s_push_mm(c, &p.a, &m);
+            }
+        }
+    }
     return s_push_mm(c, &m, NULL);
 }
 
@@ -858,6 +895,108 @@ static int s_add(void *ctx, mesh_bptr_t y, int64_t ys, mesh_bptr_t x, int64_t xs
 }
 
 typedef struct {
+    float *y;
+    int64_t ys;
+    const float *x;
+    int64_t xs;
+    float *out;
+    int64_t os;
+    int n, width;
+    const float *w;
+    float eps;
+} s_addnorm_args_t;
+static int s_run_addnorm(s_ctx_t *c, const void *p) {
+    const s_addnorm_args_t *a = (const s_addnorm_args_t *)p;
+    return mesh_cu_add_rms_norm(c->stream, a->y, a->ys, a->x, a->xs, a->out, a->os, a->n,
+                                a->width, a->w, a->eps);
+}
+typedef struct {
+    s_comb_args_t c;
+    s_addnorm_args_t n;
+} s_combnorm_args_t;
+static int s_run_combnorm(s_ctx_t *c, const void *p) {
+    const s_combnorm_args_t *a = (const s_combnorm_args_t *)p;
+    return mesh_cu_moe_combine_add_rms(c->stream, a->c.out, a->c.ys, a->c.yg, a->c.slot,
+                                       a->c.wsel, a->c.n, a->c.D, a->c.K, a->n.y, a->n.ys,
+                                       a->n.out, a->n.os, a->n.w, a->n.eps);
+}
+
+static int s_add_rms_norm(void *ctx, mesh_bptr_t y, int64_t ys, mesh_bptr_t x, int64_t xs,
+                          mesh_bptr_t out, int64_t os, int n, int width, const mesh_bweight_t *w,
+                          float eps) {
+    if (w && w->type != MESH_QT_F32)
+        return MESH_EUNSUPPORTED;
+    s_addnorm_args_t a;
+    memset(&a, 0, sizeof a);
+    a.y = (float *)s_p(y);
+    a.ys = ys;
+    a.x = (const float *)s_p(x);
+    a.xs = xs;
+    a.out = (float *)s_p(out);
+    a.os = os;
+    a.n = n;
+    a.width = width;
+    a.w = w ? (const float *)s_p(w->data) : NULL;
+    a.eps = eps;
+    s_ctx_t *c = (s_ctx_t *)ctx;
+    // The MoE's combination queued just before, writing exactly x: both in
+    // one launch (the combination is still stored in x).
+    if (c->q_len) {
+        s_rec_t r;
+        memcpy(&r, c->q + c->q_last, sizeof r);
+        if (r.fn == s_run_comb) {
+            s_combnorm_args_t f;
+            memset(&f, 0, sizeof f);
+            memcpy(&f.c, c->q + c->q_last + sizeof r, sizeof f.c);
+            if (f.c.out == a.x && f.c.n == n && f.c.D == width && xs == width) {
+                f.n = a;
+                c->q_len = c->q_last;
+                return s_push(c, s_run_combnorm, &f, sizeof f);
+            }
+        }
+    }
+    return s_push(c, s_run_addnorm, &a, sizeof a);
+}
+
+typedef struct {
+    mesh_cu_mla_prep_t a;
+    mesh_rope_params_t p;
+} s_prep_args_t;
+static int s_run_prep(s_ctx_t *c, const void *p) {
+    const s_prep_args_t *a = (const s_prep_args_t *)p;
+    return mesh_cu_mla_prep(c->stream, &a->a, &a->p);
+}
+static int s_mla_prep(void *ctx, const mesh_mla_prep_t *m) {
+    if ((m->cache_type != MESH_QT_F32 && m->cache_type != MESH_QT_F16) ||
+        (m->kv_norm && m->kv_norm->type != MESH_QT_F32))
+        return MESH_EUNSUPPORTED;
+    s_prep_args_t a;
+    memset(&a, 0, sizeof a);
+    a.a.q = (const float *)s_p(m->q);
+    a.a.qs = m->q_stride;
+    a.a.qh = m->q_head;
+    a.a.qc = (float *)s_p(m->qc);
+    a.a.qcs = m->qc_stride;
+    a.a.qch = m->qc_head;
+    a.a.n_head = m->n_head;
+    a.a.kv = (float *)s_p(m->kv);
+    a.a.kvs = m->kv_stride;
+    a.a.kv_lora = m->kv_lora;
+    a.a.w = m->kv_norm ? (const float *)s_p(m->kv_norm->data) : NULL;
+    a.a.eps = m->eps;
+    a.a.pos = (const int32_t *)s_p(m->pos);
+    a.a.slot = (const int32_t *)s_p(m->slot);
+    a.a.cache = s_p(m->cache);
+    a.a.f16 = m->cache_type == MESH_QT_F16;
+    a.a.n_layer = m->n_layer;
+    a.a.layer = m->layer;
+    a.a.block_tokens = m->block_tokens;
+    a.a.n = m->n;
+    a.p = *m->rope;
+    return s_push((s_ctx_t *)ctx, s_run_prep, &a, sizeof a);
+}
+
+typedef struct {
     const float *x;
     int64_t xs;
     const int32_t *idx;
@@ -924,7 +1063,10 @@ static void s_prof_key(s_run_fn fn, const void *args, char *key, size_t n) {
                            : fn == s_run_rope ? "rope" : fn == s_run_kv ? "kv_store"
                            : fn == s_run_mla ? "mla_attn" : fn == s_run_route ? "moe_route"
                            : fn == s_run_comb ? "moe_combine" : fn == s_run_swiglu ? "swiglu"
-                           : fn == s_run_add ? "add" : fn == s_run_copy ? "copy_rows" : "?";
+                           : fn == s_run_add ? "add" : fn == s_run_copy ? "copy_rows"
+                           : fn == s_run_addnorm ? "add_rms_norm"
+                           : fn == s_run_combnorm ? "moe_combine+add_rms_norm"
+                           : fn == s_run_prep ? "mla_prep" : "?";
         snprintf(key, n, "%s", name);
     }
 }
@@ -950,6 +1092,8 @@ static const mesh_backend_iface_t s_iface = {
     s_swiglu,
     s_add,
     s_copy_rows,
+    s_add_rms_norm,
+    s_mla_prep,
     s_destroy,
 };
 
@@ -985,7 +1129,6 @@ int mesh_kern_cuda_register(const mesh_backend_params_t *p, mesh_backend_t **out
     }
     snprintf(c->name, sizeof c->name, "%s (sm_%d%d, %d SMs)", prop.name, prop.major, prop.minor,
              prop.multiProcessorCount);
-    mesh_cu_mmq_set_arch(prop.major);
     const char *g = getenv("MESH_CUDA_GRAPH"), *pf = getenv("MESH_CUDA_PROFILE");
     c->prof = pf && !strcmp(pf, "1");
     c->graphs = !(g && !strcmp(g, "0")) && !c->prof;
@@ -995,6 +1138,8 @@ int mesh_kern_cuda_register(const mesh_backend_params_t *p, mesh_backend_t **out
         return s_err("stream", e);
     }
     int rc = mesh_cu_mla_setup();
+    if (!rc)
+        rc = mesh_cu_mmq_setup(prop.major);
     if (rc) {
         s_destroy(c);
         free(b);

@@ -53,9 +53,10 @@ bool mesh_cu_type_ok(uint32_t type);
 
 // Tensor-core products of quantized weights (mmq.cu). Whether a family
 // takes them depends on its weight and layout only (never on n), so a
-// token's result never depends on the batch. set_arch: the device's compute
-// capability major (0 turns them off, as mesh_cu_tc_env() false does).
-void mesh_cu_mmq_set_arch(int major);
+// token's result never depends on the batch.
+// Once per device: the architecture (major) decides whether the tensor-core
+// paths run; raises their shared-memory limit. 0 or MESH_EBACKEND.
+int mesh_cu_mmq_setup(int major);
 // Whether the environment leaves the tensor-core paths (mmq.cu and
 // k_mla_tc) on: MESH_CUDA_MMQ=0 turns them off, for comparisons.
 bool mesh_cu_tc_env(void);
@@ -74,6 +75,24 @@ int mesh_cu_kv_store(gpuStream_t s, uint8_t *cache, uint32_t cache_type, int n_l
                      int n);
 int mesh_cu_swiglu(gpuStream_t s, const float *g, int64_t gs, const float *u, int64_t us,
                    float *y, int64_t ys, int n, int width);
+int mesh_cu_add_rms_norm(gpuStream_t s, float *y, int64_t ys, const float *x, int64_t xs,
+                         float *out, int64_t os, int n, int width, const float *w, float eps);
+typedef struct {
+    const float *q;
+    int64_t qs, qh;
+    float *qc;
+    int64_t qcs, qch;
+    int n_head;
+    float *kv;
+    int64_t kvs;
+    int kv_lora;
+    const float *w;
+    float eps;
+    const int32_t *pos, *slot;
+    uint8_t *cache;
+    int f16, n_layer, layer, block_tokens, n;
+} mesh_cu_mla_prep_t;
+int mesh_cu_mla_prep(gpuStream_t s, const mesh_cu_mla_prep_t *a, const mesh_rope_params_t *p);
 int mesh_cu_add(gpuStream_t s, float *y, int64_t ys, const float *x, int64_t xs, int n,
                 int width);
 int mesh_cu_copy_rows(gpuStream_t s, const float *x, int64_t xs, const int32_t *idx, int n,
@@ -115,5 +134,11 @@ typedef struct {
 int mesh_cu_moe_route(gpuStream_t s, const mesh_cu_route_t *r);
 int mesh_cu_moe_combine(gpuStream_t s, float *out, const float *ys, const float *yg,
                         const int32_t *slot, const float *wsel, int n, int D, int K);
+// The combination, then y += it and nout = rmsnorm(y) * w (k_add_rms_norm's
+// bits), in one launch.
+int mesh_cu_moe_combine_add_rms(gpuStream_t s, float *out, const float *ys, const float *yg,
+                                const int32_t *slot, const float *wsel, int n, int D, int K,
+                                float *y, int64_t yst, float *nout, int64_t nst, const float *w,
+                                float eps);
 
 #endif

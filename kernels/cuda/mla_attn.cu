@@ -260,6 +260,7 @@ __global__ void k_mla_combine(mesh_cu_mla_t a) {
 #define TC_ROWS 32 // heads per block, padded to two m16 tiles
 #define TC_PAD 8   // halves of padding per staged row (bank spread)
 #define TC_L 512   // kv_lora this kernel is built for (8 warps x 64 columns)
+#define TC_STAGE 6 // cache loads in flight per thread while staging a chunk
 
 static bool s_tc_on;
 
@@ -349,18 +350,28 @@ __global__ void __launch_bounds__(256) k_mla_tc(mesh_cu_mla_t a) {
     const int vpr = D / 8; // 16-byte words per cache row
     for (int ch = c0; ch < c1; ch++) {
         const int r0 = ch * CH, nval = min(CH, n_ctx - r0);
-        // 1. stage the chunk's rows (zeros past the context)
-        for (int i = tid; i < CH * vpr; i += 256) {
-            const int j = i / vpr, c = i % vpr;
-            uint4 u = make_uint4(0u, 0u, 0u, 0u);
-            if (j < nval) {
-                const int s = r0 + j;
-                const size_t idx =
-                    ((size_t)tab[s / a.block_tokens] * (size_t)a.n_layer + (size_t)a.layer) *
-                        (size_t)a.block_tokens + (size_t)(s % a.block_tokens);
-                u = ((const uint4 *)((const __half *)a.cache + idx * (size_t)D))[c];
+        // 1. stage the chunk's rows (zeros past the context), TC_STAGE
+        //    16-byte loads in flight per thread before any is stored
+        for (int i0 = tid; i0 < CH * vpr; i0 += 256 * TC_STAGE) {
+            uint4 u[TC_STAGE];
+#pragma unroll
+            for (int k = 0; k < TC_STAGE; k++) {
+                const int i = i0 + 256 * k, j = i / vpr, c = i % vpr;
+                u[k] = make_uint4(0u, 0u, 0u, 0u);
+                if (i < CH * vpr && j < nval) {
+                    const int s = r0 + j;
+                    const size_t idx =
+                        ((size_t)tab[s / a.block_tokens] * (size_t)a.n_layer + (size_t)a.layer) *
+                            (size_t)a.block_tokens + (size_t)(s % a.block_tokens);
+                    u[k] = ((const uint4 *)((const __half *)a.cache + idx * (size_t)D))[c];
+                }
             }
-            *(uint4 *)(Ks + (size_t)j * DP + 8 * c) = u;
+#pragma unroll
+            for (int k = 0; k < TC_STAGE; k++) {
+                const int i = i0 + 256 * k;
+                if (i < CH * vpr)
+                    *(uint4 *)(Ks + (size_t)(i / vpr) * DP + 8 * (i % vpr)) = u[k];
+            }
         }
         __syncthreads();
         // 2. scores: warp w takes m-tile w&1 and columns 16*(w>>1) .. +16

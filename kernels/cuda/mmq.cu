@@ -13,17 +13,19 @@
 //                          (two 16-element halves with their own scales)
 //             Q4_K:        acc = fma(float(I * sc), d * dx, acc)
 //                          acc = fma(-(dmin * m), s, acc)
-//   slices:   the K/32 blocks split into S = min(8, K/32) contiguous slices
-//             (slice j: blocks [j*nb/S, (j+1)*nb/S)), each summed from 0 in
+//   slices:   the K/32 blocks split into S = min(32, K/32) strided slices
+//             (slice j: blocks j, j + S, j + 2S, ...), each summed from 0 in
 //             block order; y = ((p0 + p1) + p2) + ... (a left fold).
 //
-// Two kernels compute exactly that: k_mmq_dec for batches of up to 8 tokens
-// (one 16-row tile per block, its 8 warps one slice each, so decode has
-// enough loads in flight; it quantizes x in registers, no extra launch), and k_mmq_pre for prompts (64 rows x 64 tokens per
-// block, each warp all of K). Which one runs depends on the batch; what a
-// token gets does not, so the engine's "a batch of N == each alone" holds
-// bit for bit (test_backend_ops checks it). The choice between this file and
-// k_mv (matmul.cu) depends on the weight alone.
+// Two kernels compute exactly that: k_mmq_vec for batches of up to 8 tokens
+// (decode: it quantizes its tokens' x into shared memory, then lane j of a
+// warp runs slice j of a row with dp4a, so the 32 lanes read consecutive
+// blocks of the row: one coalesced stretch per step) and k_mmq_pre for
+// prompts (int8 mma.sync, 64 rows x 64 tokens per block, each warp all of
+// K). Which one runs depends on the batch; what a token gets does not, so
+// the engine's "a batch of N == each alone" holds bit for bit
+// (test_backend_ops checks it). The choice between this file and k_mv
+// (matmul.cu) depends on the weight alone.
 //
 // Integer ranges: |I| <= 32*127*127 (Q8_0); Q6_K's sc*I sums stay below
 // 2^24 and Q4_K's I*sc below 4e6, so every float(int) is exact.
@@ -37,19 +39,18 @@ extern "C" {
 #include "mesh_err.h"
 }
 
-#define MQ_SLICES 8
-#define MQ_DEC_TOK 8 // tokens per k_mmq_dec call (one n-tile)
+#define MQ_SLICES 32 // most slices per row (lanes of a warp in k_mmq_vec)
+#define MQ_DEC_TOK 8 // most tokens per group k_mmq_vec takes
+#define VQ_WARPS 4   // warps per k_mmq_vec block
+#define VQ_RW 2      // row passes per warp at once (loads in flight)
 
-static int s_arch_major; // of the device in use (mesh_cu_mmq_set_arch)
+static int s_arch_major; // of the device in use (mesh_cu_mmq_setup)
 
 bool mesh_cu_tc_env(void) {
     const char *e = getenv("MESH_CUDA_MMQ");
     return !(e && !strcmp(e, "0"));
 }
 
-void mesh_cu_mmq_set_arch(int major) {
-    s_arch_major = mesh_cu_tc_env() ? major : 0;
-}
 
 static bool s_type_ok(int t) {
     return t == CU_Q8_0 || t == CU_Q5_0 || t == CU_Q4_K || t == CU_Q6_K;
@@ -59,6 +60,11 @@ bool mesh_cu_mmq_ok(const mesh_cu_mm_t *m) {
     if (!MESH_GPU_CUDA || s_arch_major < 8 || !s_type_ok(m->type))
         return false;
     if (m->K <= 0 || m->K % 32 || m->xm % 32 || m->xm < 0)
+        return false;
+    // Q4_K reads 16-byte words, the others 2-byte ones (GGUF aligns tensors
+    // to 32 bytes, so this only refuses odd hand-made layouts)
+    const uintptr_t al = m->type == CU_Q4_K ? 15 : 1;
+    if ((((uintptr_t)m->w | (uintptr_t)m->w2 | m->nb1 | m->nb2) & al) != 0)
         return false;
     return true;
 }
@@ -108,35 +114,66 @@ typedef struct {
     int nf;
 } s_qx_pair_t;
 
-// One warp per 32-element block: lane l holds element l.
-static __device__ __forceinline__ void s_quant_block(const s_qx_t &f, int row, int64_t b,
-                                                     int64_t nb, int l) {
-    const float v = f.x[(int64_t)row * f.xs + 32 * b + l];
-    const float amax = mesh_warp_max(fabsf(v));
-    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    int q = (int)rintf(v * id);
-    q = q < -127 ? -127 : q > 127 ? 127 : q;
-    int sum = q;
-    for (int m = 16; m > 0; m >>= 1)
-        sum += s_shfl_xor_i(sum, m);
-    // element l -> position: k 4t..4t+3 at 8t, k 16+4t.. at 8t+4
-    const int pos = l < 16 ? 8 * (l >> 2) + (l & 3) : 8 * ((l - 16) >> 2) + 4 + (l & 3);
-    f.q[(int64_t)row * f.span + 32 * b + pos] = (int8_t)q;
-    if (l == 0) {
-        f.d[(int64_t)row * nb + b] = d;
-        f.s[(int64_t)row * nb + b] = __fmul_rn(d, (float)sum);
+// The one definition of an activation block's quantization: 32 floats at
+// p (16-byte aligned when vec) to codes q (natural order, 8 words), d =
+// amax / 127 and s = d * sum(q). Max and integer sum are exact, so every
+// kernel that calls this gets the same bits.
+static __device__ __forceinline__ void s_quant32(const float *p, bool vec, uint32_t w[8],
+                                                 float &d, float &s) {
+    float v[32];
+    if (vec) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float4 f = ((const float4 *)p)[i];
+            v[4 * i] = f.x, v[4 * i + 1] = f.y, v[4 * i + 2] = f.z, v[4 * i + 3] = f.w;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 32; i++)
+            v[i] = p[i];
     }
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 32; i++)
+        amax = fmaxf(amax, fabsf(v[i]));
+    d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int sum = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        w[i] = 0u;
+#pragma unroll
+    for (int i = 0; i < 32; i++) {
+        int q = (int)rintf(v[i] * id);
+        q = q < -127 ? -127 : q > 127 ? 127 : q;
+        sum += q;
+        w[i >> 2] |= ((uint32_t)q & 0xffu) << (8 * (i & 3));
+    }
+    s = __fmul_rn(d, (float)sum);
 }
 
+static __device__ __forceinline__ bool s_al16(const void *p) {
+    return (((uintptr_t)p) & 15) == 0;
+}
+
+// One thread per (row, block); the mma layout stores a block's words as
+// k 0-3,16-19,4-7,20-23,... (natural words 0,4,1,5,2,6,3,7).
 __global__ void __launch_bounds__(256) k_quant_x(s_qx_pair_t P) {
     const s_qx_t &f = P.f[blockIdx.z];
-    const int64_t b = (int64_t)blockIdx.x * 8 + threadIdx.y;
     const int64_t nb = f.span / 32;
-    if (b >= nb)
-        return;
-    const int l = threadIdx.x;
-    for (int row = blockIdx.y; row < f.n; row += gridDim.y)
-        s_quant_block(f, row, b, nb, l);
+    for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < (int64_t)f.n * nb;
+         i += (int64_t)gridDim.x * 256) {
+        const int64_t row = i / nb, b = i - row * nb;
+        const float *p = f.x + row * f.xs + 32 * b;
+        uint32_t w[8];
+        float d, sx;
+        s_quant32(p, s_al16(p), w, d, sx);
+        uint4 *q = (uint4 *)(f.q + row * f.span + 32 * b);
+        q[0] = make_uint4(w[0], w[4], w[1], w[5]);
+        q[1] = make_uint4(w[2], w[6], w[3], w[7]);
+        f.d[row * nb + b] = d;
+        f.s[row * nb + b] = sx;
+    }
 }
 
 // ---- tensor-core primitives ----
@@ -267,10 +304,6 @@ static __device__ __forceinline__ float s_silu(float x) {
     return x / (1.0f + __expf(-x));
 }
 
-static __device__ __forceinline__ int s_slice_lo(int j, int nb, int S) {
-    return (int)(((int64_t)j * nb) / S);
-}
-
 // Where a family's token p of group g reads its quantized x.
 typedef struct {
     const int8_t *q;
@@ -304,89 +337,6 @@ static __device__ __forceinline__ bool s_group(const s_mq_pair_t &P, int z, int 
     return cnt > 0;
 }
 
-// Block b of a token's f32 row xr quantized in registers, exactly as
-// k_quant_x does it (max and integer sum are exact in any order): the four
-// lanes of a token (t = 0..3) each hold 8 of its 32 elements, in B-fragment
-// order. Used by the decode kernel, which then needs no quantize launch.
-static __device__ __forceinline__ void s_qx_lane(const float *xr, int b, int t, uint32_t &b0,
-                                                 uint32_t &b1, float &d, float &sx) {
-    const float *p = xr + 32 * b;
-    float v[8];
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        v[i] = p[4 * t + i];
-        v[4 + i] = p[16 + 4 * t + i];
-    }
-    float am = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 8; i++)
-        am = fmaxf(am, fabsf(v[i]));
-    am = fmaxf(am, s_shfl_xor(am, 1));
-    am = fmaxf(am, s_shfl_xor(am, 2));
-    d = am / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    int sum = 0;
-    uint32_t w[2] = {0u, 0u};
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-        int q = (int)rintf(v[i] * id);
-        q = q < -127 ? -127 : q > 127 ? 127 : q;
-        sum += q;
-        w[i >> 2] |= ((uint32_t)q & 0xffu) << (8 * (i & 3));
-    }
-    sum += s_shfl_xor_i(sum, 1);
-    sum += s_shfl_xor_i(sum, 2);
-    b0 = w[0];
-    b1 = w[1];
-    sx = __fmul_rn(d, (float)sum);
-}
-
-// One slice of a 16-row tile for one 8-token tile: integer mma per block,
-// float updates into acc (4 outputs per lane: rows g, g, g+8, g+8 and
-// tokens 2t, 2t+1, 2t, 2t+1 of the tile).
-template <int T, bool FUSE>
-static __device__ __forceinline__ void s_slice8(const mesh_cu_mm_t &o, const s_xsrc_t &X,
-                                                const uint8_t *ra, const uint8_t *rb,
-                                                const uint8_t *ra2, const uint8_t *rb2, int b_lo,
-                                                int b_hi, const float *xf_lane, float acc[4],
-                                                float acc2[4]) {
-    const int lane = threadIdx.x, t = lane & 3;
-    (void)o;
-    (void)X;
-#pragma unroll 4
-    for (int b = b_lo; b < b_hi; b++) {
-        uint2 bx;
-        float dq, sq;
-        s_qx_lane(xf_lane, b, t, bx.x, bx.y, dq, sq);
-        // epilogue tokens 2t and 2t+1 live in lanes 8t and 8t+4
-        const float dx0 = s_shfl(dq, 8 * t), dx1 = s_shfl(dq, 8 * t + 4);
-        float sx0 = 0.0f, sx1 = 0.0f;
-        if (T == CU_Q4_K) {
-            sx0 = s_shfl(sq, 8 * t);
-            sx1 = s_shfl(sq, 8 * t + 4);
-        }
-        uint32_t wa[2], wb[2];
-        s_rowf_t fa, fb;
-        s_wblock<T>(ra, b, t, wa, fa);
-        s_wblock<T>(rb, b, t, wb, fb);
-        int c[4];
-        s_dot<T>(wa, wb, fa, fb, bx.x, bx.y, c);
-        acc[0] = s_upd<T>(acc[0], c[0], fa, dx0, sx0);
-        acc[1] = s_upd<T>(acc[1], c[1], fa, dx1, sx1);
-        acc[2] = s_upd<T>(acc[2], c[2], fb, dx0, sx0);
-        acc[3] = s_upd<T>(acc[3], c[3], fb, dx1, sx1);
-        if (FUSE) {
-            s_wblock<T>(ra2, b, t, wa, fa);
-            s_wblock<T>(rb2, b, t, wb, fb);
-            s_dot<T>(wa, wb, fa, fb, bx.x, bx.y, c);
-            acc2[0] = s_upd<T>(acc2[0], c[0], fa, dx0, sx0);
-            acc2[1] = s_upd<T>(acc2[1], c[1], fa, dx1, sx1);
-            acc2[2] = s_upd<T>(acc2[2], c[2], fb, dx0, sx0);
-            acc2[3] = s_upd<T>(acc2[3], c[3], fb, dx1, sx1);
-        }
-    }
-}
-
 // Row pointers of a lane's two rows (clamped to the last row: the extra
 // rows' results are never stored).
 static __device__ __forceinline__ const uint8_t *s_rowp(const uint8_t *w, const mesh_cu_mm_t &o,
@@ -403,55 +353,241 @@ static __device__ __forceinline__ void s_tok(const mesh_cu_mm_t &o, const s_xsrc
     boff = (int64_t)in * X.nbs + (int64_t)g * (o.xm / 32);
 }
 
-// ---- decode: up to 8 tokens, a 16-row tile per block, a slice per warp ----
-template <int T, bool FUSE>
-__global__ void __launch_bounds__(256) k_mmq_dec(s_mq_pair_t P) {
+// ---- decode: up to 8 tokens per group, dp4a, a warp's lanes = slices ----
+
+static __device__ __forceinline__ int s_dp4a(uint32_t a, uint32_t b, int c) {
+#if MESH_GPU_CUDA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 610
+    return __dp4a((int)a, (int)b, c);
+#else
+    for (int i = 0; i < 4; i++)
+        c += (int)(int8_t)(a >> (8 * i)) * (int)(int8_t)(b >> (8 * i));
+    return c;
+#endif
+}
+
+// 32 bytes from a 2-byte aligned address as 8 words, with 4-byte loads only
+// (a misaligned start reads from 2 bytes before it, which lies in the same
+// allocation: allocations are 256-byte aligned, so p - 2 >= its start).
+static __device__ __forceinline__ void s_ld32b(const uint8_t *p, uint32_t q[8]) {
+    const uint32_t mis = (uint32_t)((uintptr_t)p & 2u);
+    const uint32_t *a = (const uint32_t *)(p - mis);
+    uint32_t w[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        w[i] = a[i];
+    const uint32_t tail = s_ld16(p + 30); // the last 2 bytes when misaligned
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        q[i] = __funnelshift_r(w[i], i < 7 ? w[i + 1] : tail, 8 * mis);
+}
+
+// Block b of a row as 8 words of codes in natural order (k 4i..4i+3 in word
+// i) and the row's factors (the same values s_wblock gives the mma path).
+template <int T>
+static __device__ __forceinline__ void s_vblock(const uint8_t *row, int b, uint32_t q[8],
+                                                s_rowf_t &rf) {
+    if (T == CU_Q8_0) {
+        const uint8_t *p = row + (size_t)b * 34;
+        rf.f = s_h2f(s_ld16(p));
+        s_ld32b(p + 2, q);
+    } else if (T == CU_Q5_0) {
+        const uint8_t *p = row + (size_t)b * 22;
+        rf.f = s_h2f(s_ld16(p));
+        const uint32_t qh = s_w32(p + 2, false);
+        uint32_t qs[4];
+        s_ld_a2<4>(p + 6, qs);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const uint32_t h = (qh >> (4 * i)) & 0xF; // elements 4i..4i+3 (i >= 4: 16+)
+            const uint32_t hb = ((h & 1) << 4) | ((h & 2) << 11) | ((h & 4) << 18) | ((h & 8) << 25);
+            const uint32_t lo = i < 4 ? qs[i] & 0x0F0F0F0Fu : (qs[i - 4] >> 4) & 0x0F0F0F0Fu;
+            q[i] = __vsub4(lo | hb, 0x10101010u);
+        }
+    } else if (T == CU_Q4_K) {
+        const uint8_t *p = row + (size_t)(b >> 3) * 144;
+        const int sub = b & 7;
+        const uint4 h = *(const uint4 *)p; // d, dmin, 12 scale bytes
+        rf.f = s_h2f((uint16_t)(h.x & 0xffff));
+        // 6-bit scale and min of sub-block sub (s_k_scale_min's layout), by
+        // shifts: a run-time index into a register array would spill it
+        const uint64_t s8 = (uint64_t)h.y | ((uint64_t)h.z << 32);
+        const uint32_t lo = (uint32_t)(s8 >> (8 * (sub & 3))) & 0xffu,
+                       hi = (uint32_t)(s8 >> (8 * (sub & 3) + 32)) & 0xffu,
+                       ex = (h.w >> (8 * (sub & 3))) & 0xffu;
+        uint32_t sc, m;
+        if (sub < 4) {
+            sc = lo & 63;
+            m = hi & 63;
+        } else {
+            sc = (ex & 0xF) | ((lo >> 6) << 4);
+            m = (ex >> 4) | ((hi >> 6) << 4);
+        }
+        rf.sc0 = (int)sc;
+        rf.mn = __fmul_rn(s_h2f((uint16_t)(h.x >> 16)), (float)m);
+        const uint4 *qs = (const uint4 *)(p + 16 + 32 * (sub >> 1));
+        const uint4 u0 = qs[0], u1 = qs[1];
+        const uint32_t raw[8] = {u0.x, u0.y, u0.z, u0.w, u1.x, u1.y, u1.z, u1.w};
+        const int sh = 4 * (sub & 1);
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            q[i] = (raw[i] >> sh) & 0x0F0F0F0Fu;
+    } else { // CU_Q6_K
+        const uint8_t *p = row + (size_t)(b >> 3) * 210;
+        const int sub = b & 7, h = sub >> 2, qd = sub & 3;
+        rf.f = s_h2f(s_ld16(p + 208));
+        const uint32_t scw = s_ld16(p + 192 + 2 * sub);
+        rf.sc0 = (int)(int8_t)(scw & 0xff);
+        rf.sc1 = (int)(int8_t)(scw >> 8);
+        uint32_t ql[8], qh[8];
+        s_ld32b(p + 64 * h + 32 * (qd & 1), ql);
+        s_ld32b(p + 128 + 32 * h, qh);
+        const int sl = 4 * (qd >> 1), shh = 2 * qd;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            q[i] = __vsub4(((ql[i] >> sl) & 0x0F0F0F0Fu) | (((qh[i] >> shh) & 0x03030303u) << 4),
+                           0x20202020u);
+    }
+}
+
+// The block's integer: what s_dot gives the mma path for the same codes.
+template <int T>
+static __device__ __forceinline__ int s_vdot(const uint32_t q[8], const s_rowf_t &rf,
+                                             const int8_t *xq) {
+    const uint4 x0 = ((const uint4 *)xq)[0], x1 = ((const uint4 *)xq)[1];
+    const uint32_t x[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+    int lo = 0, hi = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        lo = s_dp4a(q[i], x[i], lo);
+        hi = s_dp4a(q[4 + i], x[4 + i], hi);
+    }
+    if (T == CU_Q6_K)
+        return rf.sc0 * lo + rf.sc1 * hi;
+    if (T == CU_Q4_K)
+        return (lo + hi) * rf.sc0;
+    return lo + hi;
+}
+
+// Lanes per row for rows of nb blocks: S = min(32, nb) slices, rounded up to
+// a power of two so that several short rows share a warp.
+static __host__ __device__ __forceinline__ int s_vq_lanes(int nb) {
+    const int S = nb < MQ_SLICES ? nb : MQ_SLICES;
+    int l = 1;
+    while (l < S)
+        l <<= 1;
+    return l;
+}
+static __host__ __device__ __forceinline__ int s_vq_rows(int K) { // rows per block
+    return VQ_WARPS * VQ_RW * (32 / s_vq_lanes(K / 32));
+}
+static size_t s_vq_smem(int K, int nt) { // quantized x: codes, d, s
+    return (size_t)nt * (size_t)K + 8 * (size_t)nt * (size_t)(K / 32);
+}
+
+// A block: its group's tokens (<= NT) quantized into shared memory, then
+// VQ_WARPS warps x VQ_RW passes x (32 / lanes) rows, lane j of a row taking
+// slice j; partials folded in slice order through shared memory.
+template <int T, bool FUSE, int NT>
+__global__ void __launch_bounds__(32 * VQ_WARPS) k_mmq_vec(s_mq_pair_t P) {
     int oi, g, p0, cnt;
     if (!s_group(P, blockIdx.z, oi, g, p0, cnt))
         return;
     const mesh_cu_mm_t &o = P.op[oi];
-    const s_xsrc_t &X = P.xs[oi];
-    const int r0 = blockIdx.x * 16;
+    const int K = o.K, nb = K / 32, S = nb < MQ_SLICES ? nb : MQ_SLICES;
+    const int LR = s_vq_lanes(nb), SR = 32 / LR;
+    const int r0 = blockIdx.x * s_vq_rows(K);
     if (r0 >= o.rows)
         return;
-    const int lane = threadIdx.x, w = threadIdx.y, gi = lane >> 2, t = lane & 3;
-    const int nb = o.K / 32, S = nb < MQ_SLICES ? nb : MQ_SLICES;
-    __shared__ float part[MQ_SLICES][FUSE ? 2 : 1][16][MQ_DEC_TOK];
-    if (w < S) {
-        // B operand: token gi of the tile (clamped); epilogue: tokens 2t, 2t+1
-        const int tb = gi < cnt ? gi : cnt - 1;
-        const int in = o.idx ? o.idx[p0 + tb] : p0 + tb;
-        const float *xf_lane = o.x + (int64_t)in * o.xs + (int64_t)g * o.xm;
-        const uint8_t *ra = s_rowp(o.w, o, g, r0 + gi), *rb = s_rowp(o.w, o, g, r0 + gi + 8);
-        const uint8_t *ra2 = FUSE ? s_rowp(o.w2, o, g, r0 + gi) : nullptr;
-        const uint8_t *rb2 = FUSE ? s_rowp(o.w2, o, g, r0 + gi + 8) : nullptr;
-        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, acc2[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        s_slice8<T, FUSE>(o, X, ra, rb, ra2, rb2, s_slice_lo(w, nb, S), s_slice_lo(w + 1, nb, S),
-                          xf_lane, acc, acc2);
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int rr = gi + (e >> 1) * 8, tt = 2 * t + (e & 1);
-            part[w][0][rr][tt] = acc[e];
-            if (FUSE)
-                part[w][FUSE ? 1 : 0][rr][tt] = acc2[e];
-        }
+    cnt = cnt < NT ? cnt : NT; // the host sizes NT to the largest group
+    extern __shared__ __align__(16) uint8_t vsm[];
+    int8_t *xq = (int8_t *)vsm;                           // [NT][K]
+    float *xd = (float *)(vsm + (size_t)NT * K), *xs = xd + NT * nb; // [NT][nb] each
+    const int tid = threadIdx.y * 32 + threadIdx.x;
+    for (int i = tid; i < cnt * nb; i += 32 * VQ_WARPS) {
+        const int t = i / nb, b = i - t * nb;
+        const int in = o.idx ? o.idx[p0 + t] : p0 + t;
+        const float *p = o.x + (int64_t)in * o.xs + (int64_t)g * o.xm + 32 * b;
+        uint32_t w[8];
+        s_quant32(p, s_al16(p), w, xd[t * nb + b], xs[t * nb + b]);
+        uint4 *q = (uint4 *)(xq + (size_t)t * K + 32 * b);
+        q[0] = make_uint4(w[0], w[1], w[2], w[3]);
+        q[1] = make_uint4(w[4], w[5], w[6], w[7]);
     }
     __syncthreads();
-    const int i = threadIdx.y * 32 + threadIdx.x;
-    if (i < 16 * MQ_DEC_TOK) {
-        const int rr = i / MQ_DEC_TOK, tt = i % MQ_DEC_TOK;
-        if (tt < cnt && r0 + rr < o.rows) {
-            float y = part[0][0][rr][tt];
-            for (int j = 1; j < S; j++)
-                y = y + part[j][0][rr][tt];
-            if (FUSE) {
-                float y2 = part[0][FUSE ? 1 : 0][rr][tt];
-                for (int j = 1; j < S; j++)
-                    y2 = y2 + part[j][FUSE ? 1 : 0][rr][tt];
-                y = s_silu(y) * y2;
-            }
-            o.y[(int64_t)(p0 + tt) * o.ys + (int64_t)g * o.ym + r0 + rr] = y;
+    const int lane = threadIdx.x, w = threadIdx.y, sr = lane / LR, j = lane % LR;
+    // row of pass r: r0 + (w * VQ_RW + r) * SR + sr
+    const uint8_t *rp[VQ_RW], *rp2[VQ_RW];
+#pragma unroll
+    for (int r = 0; r < VQ_RW; r++) {
+        const int row = r0 + (w * VQ_RW + r) * SR + sr;
+        rp[r] = s_rowp(o.w, o, g, row);
+        rp2[r] = FUSE ? s_rowp(o.w2, o, g, row) : nullptr;
+    }
+    float acc[VQ_RW][NT], acc2[VQ_RW][FUSE ? NT : 1];
+#pragma unroll
+    for (int r = 0; r < VQ_RW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            acc[r][t] = 0.0f;
+            if (FUSE)
+                acc2[r][t] = 0.0f;
         }
+    if (j < S) {
+#pragma unroll 2
+        for (int b = j; b < nb; b += S) {
+            uint32_t q[VQ_RW][8], q2[VQ_RW][FUSE ? 8 : 1];
+            s_rowf_t f[VQ_RW], f2[VQ_RW];
+#pragma unroll
+            for (int r = 0; r < VQ_RW; r++) {
+                s_vblock<T>(rp[r], b, q[r], f[r]);
+                if (FUSE)
+                    s_vblock<T>(rp2[r], b, q2[r], f2[r]);
+            }
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                if (t < cnt) {
+                    const int8_t *xb = xq + (size_t)t * K + 32 * b;
+                    const float dx = xd[t * nb + b], sx = T == CU_Q4_K ? xs[t * nb + b] : 0.0f;
+#pragma unroll
+                    for (int r = 0; r < VQ_RW; r++) {
+                        acc[r][t] = s_upd<T>(acc[r][t], s_vdot<T>(q[r], f[r], xb), f[r], dx, sx);
+                        if (FUSE)
+                            acc2[r][t] =
+                                s_upd<T>(acc2[r][t], s_vdot<T>(q2[r], f2[r], xb), f2[r], dx, sx);
+                    }
+                }
+            }
+        }
+    }
+    // fold: part[w][r][0 or 1][t][lane], then one lane per output sums its
+    // row's S slices in order
+    __shared__ float part[VQ_WARPS][VQ_RW][FUSE ? 2 : 1][NT][32];
+#pragma unroll
+    for (int r = 0; r < VQ_RW; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            part[w][r][0][t][lane] = acc[r][t];
+            if (FUSE)
+                part[w][r][FUSE ? 1 : 0][t][lane] = acc2[r][t];
+        }
+    __syncwarp();
+    for (int i = lane; i < VQ_RW * SR * NT; i += 32) {
+        const int t = i % NT, rs = i / NT, r = rs / SR, s2 = rs % SR;
+        const int row = r0 + (w * VQ_RW + r) * SR + s2;
+        if (t >= cnt || row >= o.rows)
+            continue;
+        const float *pp = part[w][r][0][t] + s2 * LR;
+        float y = pp[0];
+        for (int k = 1; k < S; k++)
+            y = y + pp[k];
+        if (FUSE) {
+            const float *pq = part[w][r][FUSE ? 1 : 0][t] + s2 * LR;
+            float y2 = pq[0];
+            for (int k = 1; k < S; k++)
+                y2 = y2 + pq[k];
+            y = s_silu(y) * y2;
+        }
+        o.y[(int64_t)(p0 + t) * o.ys + (int64_t)g * o.ym + row] = y;
     }
 }
 
@@ -508,8 +644,7 @@ __global__ void __launch_bounds__(128) k_mmq_pre(s_mq_pair_t P) {
                 if (FUSE)
                     acc2[j][e] = 0.0f;
             }
-        const int b_hi = s_slice_lo(s + 1, nb, S);
-        for (int b = s_slice_lo(s, nb, S); b < b_hi; b++) {
+        for (int b = s; b < nb; b += S) {
             uint32_t wa[2], wb[2], wa2[2], wb2[2];
             s_rowf_t fa, fb, fa2, fb2;
             s_wblock<T>(ra, b, t, wa, fa);
@@ -574,6 +709,36 @@ __global__ void __launch_bounds__(128) k_mmq_pre(s_mq_pair_t P) {
     default: return MESH_EUNSUPPORTED;                                                            \
     }
 
+// Runs GO(T, F, NT) with NT the template twin of the run-time nt (1, 2, 4, 8).
+#define S_VQ_NT(T, F, nt, GO)                                                                     \
+    do {                                                                                          \
+        switch (nt) {                                                                             \
+        case 1: GO(T, F, 1); break;                                                               \
+        case 2: GO(T, F, 2); break;                                                               \
+        case 4: GO(T, F, 4); break;                                                               \
+        default: GO(T, F, 8); break;                                                              \
+        }                                                                                         \
+    } while (0)
+
+static size_t s_smem_max = 48 * 1024; // dynamic shared memory k_mmq_vec may ask for
+
+// Lets every k_mmq_vec instance use the device's opt-in shared memory (a
+// row of K = 10240 for 8 tokens needs 100 KiB).
+static int s_vq_setup(int optin) {
+#define S_ATTR(T, F, NT)                                                                          \
+    if (gpuFuncSetAttribute(k_mmq_vec<T, F, NT>, gpuFuncAttributeMaxDynamicSharedMemorySize,      \
+                            optin) != gpuSuccess)                                                 \
+        return MESH_EBACKEND;
+#define S_ALL(T)                                                                                  \
+    S_ATTR(T, true, 1) S_ATTR(T, true, 2) S_ATTR(T, true, 4) S_ATTR(T, true, 8)                   \
+    S_ATTR(T, false, 1) S_ATTR(T, false, 2) S_ATTR(T, false, 4) S_ATTR(T, false, 8)
+    S_ALL(CU_Q8_0) S_ALL(CU_Q5_0) S_ALL(CU_Q4_K) S_ALL(CU_Q6_K)
+#undef S_ALL
+#undef S_ATTR
+    s_smem_max = (size_t)optin;
+    return 0;
+}
+
 static s_qx_t s_qx_of(const mesh_cu_mm_t *m) {
     s_qx_t f;
     const s_xq_layout_t l = s_xq_layout(m);
@@ -628,9 +793,9 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
         return 0;
     const int nall = b && b->n > a->n ? b->n : a->n;
     if (nall > MQ_DEC_TOK) { // the decode kernel quantizes its x itself
-        dim3 qg((unsigned)((nbmax + 7) / 8), (unsigned)(nmax < 65535 ? nmax : 65535),
-                (unsigned)Q.nf);
-        k_quant_x<<<qg, dim3(32, 8), 0, s>>>(Q);
+        const int64_t nbl = (nmax * nbmax + 255) / 256;
+        dim3 qg((unsigned)(nbl < 65535 ? nbl : 65535), 1, (unsigned)Q.nf);
+        k_quant_x<<<qg, 256, 0, s>>>(Q);
     }
     // 2. the products
     s_mq_pair_t P;
@@ -648,17 +813,28 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
     }
     const bool fuse = a->w2 != nullptr;
     if (n <= MQ_DEC_TOK) {
-        dim3 grid((unsigned)((rows + 15) / 16), 1, (unsigned)gz);
-        dim3 blk(32, 8);
+        const int nt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
+        int gx = (a->rows + s_vq_rows(a->K) - 1) / s_vq_rows(a->K), kmax = a->K;
+        if (b) {
+            const int bx = (b->rows + s_vq_rows(b->K) - 1) / s_vq_rows(b->K);
+            gx = bx > gx ? bx : gx;
+            kmax = b->K > kmax ? b->K : kmax;
+        }
+        const size_t smem = s_vq_smem(kmax, nt);
+        if (smem > s_smem_max)
+            return MESH_EUNSUPPORTED;
+        dim3 grid((unsigned)gx, 1, (unsigned)gz), blk(32, VQ_WARPS);
+#define S_NT(T, F, NT) k_mmq_vec<T, F, NT><<<grid, blk, smem, s>>>(P)
 #define S_GO(T)                                                                                   \
     do {                                                                                          \
         if (fuse)                                                                                 \
-            k_mmq_dec<T, true><<<grid, blk, 0, s>>>(P);                                           \
+            S_VQ_NT(T, true, nt, S_NT);                                                           \
         else                                                                                      \
-            k_mmq_dec<T, false><<<grid, blk, 0, s>>>(P);                                          \
+            S_VQ_NT(T, false, nt, S_NT);                                                          \
     } while (0)
         MQ_TYPE_SWITCH(a->type, S_GO)
 #undef S_GO
+#undef S_NT
     } else {
         const int nt = fuse ? 32 : 64;
         dim3 grid((unsigned)((rows + 63) / 64), (unsigned)((n + nt - 1) / nt), (unsigned)gz);
@@ -674,4 +850,15 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
 #undef S_GO
     }
     return 0;
+}
+
+int mesh_cu_mmq_setup(int major) {
+    s_arch_major = mesh_cu_tc_env() ? major : 0;
+    if (s_arch_major < 8)
+        return 0;
+    int dev = 0, optin = 0;
+    if (gpuGetDevice(&dev) != gpuSuccess ||
+        gpuDeviceGetAttribute(&optin, gpuDevAttrMaxSharedMemoryPerBlockOptin, dev) != gpuSuccess)
+        return MESH_EBACKEND;
+    return s_vq_setup(optin);
 }

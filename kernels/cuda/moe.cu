@@ -8,6 +8,7 @@
 // together. Grouping is a stable counting sort in pair order, so each
 // token's computation is the same whatever else is in the batch.
 #include "cuda_impl.h"
+#include "row_dev.cuh"
 
 #include <math.h>
 
@@ -154,15 +155,22 @@ int mesh_cu_moe_route(gpuStream_t s, const mesh_cu_route_t *r) {
     return 0;
 }
 
+// Element i of token t's MoE output: the shared expert's plus the chosen
+// experts' weighted results, in k order.
+static __device__ __forceinline__ float s_comb(const float *ys, const float *yg,
+                                               const int32_t *slot, const float *wsel, int D,
+                                               int K, int t, int i) {
+    float o = ys ? ys[(int64_t)t * D + i] : 0.0f;
+    for (int k = 0; k < K; k++)
+        o += wsel[t * K + k] * yg[(int64_t)slot[t * K + k] * D + i];
+    return o;
+}
+
 __global__ void k_combine(float *out, const float *ys, const float *yg, const int32_t *slot,
                           const float *wsel, int D, int K) {
     const int t = blockIdx.y;
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < D; i += gridDim.x * blockDim.x) {
-        float o = ys ? ys[(int64_t)t * D + i] : 0.0f;
-        for (int k = 0; k < K; k++)
-            o += wsel[t * K + k] * yg[(int64_t)slot[t * K + k] * D + i];
-        out[(int64_t)t * D + i] = o;
-    }
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < D; i += gridDim.x * blockDim.x)
+        out[(int64_t)t * D + i] = s_comb(ys, yg, slot, wsel, D, K, t, i);
 }
 
 int mesh_cu_moe_combine(gpuStream_t s, float *out, const float *ys, const float *yg,
@@ -171,5 +179,35 @@ int mesh_cu_moe_combine(gpuStream_t s, float *out, const float *ys, const float 
         return 0;
     dim3 grid((D + 255) / 256 < 16 ? (D + 255) / 256 : 16, n);
     k_combine<<<grid, 256, 0, s>>>(out, ys, yg, slot, wsel, D, K);
+    return 0;
+}
+
+// The combination (stored in out as k_combine does), added to the residual
+// y, then nout = rmsnorm(y) * w: the same bits as k_combine followed by
+// k_add_rms_norm, in one launch (one block per token).
+__global__ void k_combine_add_rms(float *out, const float *ys, const float *yg,
+                                  const int32_t *slot, const float *wsel, int D, int K, float *y,
+                                  int64_t yst, float *nout, int64_t nst, const float *w,
+                                  float eps) {
+    const int t = blockIdx.x;
+    float *yr = y + (int64_t)t * yst;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        const float o = s_comb(ys, yg, slot, wsel, D, K, t, i);
+        out[(int64_t)t * D + i] = o;
+        const float v = yr[i] + o;
+        yr[i] = v;
+        ss = fmaf(v, v, ss);
+    }
+    s_rms_row(yr, nout + (int64_t)t * nst, D, w, eps, ss);
+}
+
+int mesh_cu_moe_combine_add_rms(gpuStream_t s, float *out, const float *ys, const float *yg,
+                                const int32_t *slot, const float *wsel, int n, int D, int K,
+                                float *y, int64_t yst, float *nout, int64_t nst, const float *w,
+                                float eps) {
+    if (n <= 0)
+        return 0;
+    k_combine_add_rms<<<n, 256, 0, s>>>(out, ys, yg, slot, wsel, D, K, y, yst, nout, nst, w, eps);
     return 0;
 }

@@ -263,6 +263,70 @@ static void test_matmul(void **state) {
     }
 }
 
+// Two products of the same x queued back to back (the graph's q_a and kv_a,
+// which a GPU backend may run as one launch) give each product's bits as
+// when run alone, and the CPU's values.
+static void test_matmul_pair(void **state) {
+    (void)state;
+    const bool R = s_real();
+    const int64_t K = R ? 2048 : 256, r1 = R ? 768 : 64, r2 = R ? 576 : 80;
+    const uint32_t types[] = {MESH_QT_Q4_K, MESH_QT_Q8_0, MESH_QT_Q6_K, MESH_QT_F32};
+    const int ns[] = {1, 5, 40};
+    for (size_t ti = 0; ti < 4; ti++)
+        for (size_t ni = 0; ni < 3; ni++) {
+            const int n = ns[ni];
+            size_t b1, b2;
+            uint8_t *h1 = s_rand_weight(types[ti], K, r1, 1, &b1),
+                    *h2 = s_rand_weight(types[ti], K, r2, 1, &b2);
+            const size_t xn = (size_t)K * n, yn = (size_t)(r1 + r2) * n;
+            float *x = s_randf(xn, 1.0f), *out[2] = {calloc(yn, 4), calloc(yn, 4)},
+                  *solo = calloc(yn, 4);
+            for (int bi = 0; bi < s_n_others() + 1; bi++) {
+                const char *bn = bi == 0 ? "cpu" : s_others[bi - 1];
+                mesh_backend_t *b = s_be(bn);
+                mesh_bweight_t w1 = s_weight(b, types[ti], K, r1, 1, h1, b1),
+                               w2 = s_weight(b, types[ti], K, r2, 1, h2, b2);
+                mesh_bptr_t X = s_up(b, x, 4 * xn), Y1 = s_up(b, NULL, 4 * (size_t)r1 * n),
+                            Y2 = s_up(b, NULL, 4 * (size_t)r2 * n);
+                float *o = out[bi ? 1 : 0];
+                // back to back, one download after both
+                assert_int_equal(b->iface->matmul(b->ctx, &w1, 0, 1, X, K, 0, n, Y1, r1, 0), 0);
+                assert_int_equal(b->iface->matmul(b->ctx, &w2, 0, 1, X, K, 0, n, Y2, r2, 0), 0);
+                s_down(b, Y1, o, 4 * (size_t)r1 * n);
+                s_down(b, Y2, o + (size_t)r1 * n, 4 * (size_t)r2 * n);
+                // each alone (a download between them)
+                mesh_bptr_t Z = s_up(b, NULL, 4 * (size_t)r1 * n);
+                assert_int_equal(b->iface->matmul(b->ctx, &w1, 0, 1, X, K, 0, n, Z, r1, 0), 0);
+                s_down(b, Z, solo, 4 * (size_t)r1 * n);
+                assert_int_equal(b->iface->matmul(b->ctx, &w2, 0, 1, X, K, 0, n, Y2, r2, 0), 0);
+                s_down(b, Y2, solo + (size_t)r1 * n, 4 * (size_t)r2 * n);
+                if (memcmp(solo, o, 4 * yn)) {
+                    fprintf(stderr, "matmul pair %s n=%d on %s: differs from each alone\n",
+                            mesh_qtype_name(types[ti]), n, bn);
+                    fail();
+                }
+                if (bi) {
+                    char what[96];
+                    snprintf(what, sizeof what, "matmul pair %s n=%d", mesh_qtype_name(types[ti]), n);
+                    s_check(what, bn, out[1], out[0], yn, 2e-3);
+                }
+                s_wfree(b, &w1);
+                s_wfree(b, &w2);
+                s_free(b, X);
+                s_free(b, Y1);
+                s_free(b, Y2);
+                s_free(b, Z);
+                mesh_backend_destroy(&b);
+            }
+            free(h1);
+            free(h2);
+            free(x);
+            free(out[0]);
+            free(out[1]);
+            free(solo);
+        }
+}
+
 // ---- get_rows ----
 static void test_get_rows(void **state) {
     (void)state;
@@ -403,6 +467,101 @@ static void test_rope(void **state) {
     free(o[1]);
 }
 
+// ---- the fused ops (mesh_be_*: a backend's own slot, the CPU's plain ops) ----
+static void test_fused(void **state) {
+    (void)state;
+    const bool R = s_real();
+    const int E = R ? 2048 : 256, n = 7;
+    const int H = R ? 20 : 4, dq = R ? 256 : 48, rot = R ? 64 : 16, L = R ? 512 : 64;
+    const int D = L + rot, NL = 2, BT = 16, NB = 4;
+    const size_t N = (size_t)n * E, qn = (size_t)n * H * dq, qcn = (size_t)n * H * D,
+                 kvn = (size_t)n * D, pool = (size_t)NB * NL * BT * D;
+    int32_t pos[7] = {0, 1, 17, 300, 4095, 8191, 12000}, slot[7] = {5, 0, 17, 63, 40, 22, 31};
+    float *x = s_randf(N, 3.0f), *y = s_randf(N, 2.0f), *nw = s_randf((size_t)E, 1.0f);
+    float *q = s_randf(qn, 1.0f), *kv = s_randf(kvn, 2.0f), *kw = s_randf((size_t)L, 1.0f);
+    const size_t outn = 2 * N + qcn + kvn + pool;
+    float *o[2] = {calloc(outn, 4), calloc(outn, 4)};
+    uint16_t *h16 = calloc(pool, 2);
+    for (int bi = 1; bi < s_n_others() + 1; bi++) {
+        const char *bn = s_others[bi - 1];
+        for (int f16 = 0; f16 < 2; f16++) {
+            const uint32_t ct = f16 ? MESH_QT_F16 : MESH_QT_F32;
+            mesh_rope_params_t rp = {rot, 1e6f, false, f16 != 0, 4.0f, 4096, 32.0f, 1.0f,
+                                     f16 ? 1.1f : 1.0f};
+            for (int k = 0; k < 2; k++) {
+                mesh_backend_t *b = s_be(k ? bn : "cpu");
+                float *out = o[k];
+                // x += y; y = rmsnorm(x) * w (out aliasing the addend, as the graph does)
+                mesh_bweight_t w = s_weight(b, MESH_QT_F32, E, 1, 1, (const uint8_t *)nw, 4 * (size_t)E);
+                mesh_bptr_t X = s_up(b, x, 4 * N), Y = s_up(b, y, 4 * N);
+                assert_int_equal(mesh_be_add_rms_norm(b, X, E, Y, E, Y, E, n, E, &w, 1e-6f), 0);
+                s_down(b, X, out, 4 * N);
+                s_down(b, Y, out + N, 4 * N);
+                // mla_prep
+                mesh_bweight_t kn = s_weight(b, MESH_QT_F32, L, 1, 1, (const uint8_t *)kw, 4 * (size_t)L);
+                mesh_bptr_t Q = s_up(b, q, 4 * qn), QC = s_up(b, NULL, 4 * qcn),
+                            KV = s_up(b, kv, 4 * kvn), P = s_up(b, pos, sizeof pos),
+                            S = s_up(b, slot, sizeof slot), C = s_up(b, NULL, 4 * pool);
+                mesh_mla_prep_t pa = {.q = {Q.buf, 4 * (size_t)(dq - rot)}, .q_stride = (int64_t)H * dq,
+                                      .q_head = dq, .qc = {QC.buf, 4 * (size_t)L},
+                                      .qc_stride = (int64_t)H * D, .qc_head = D, .n_head = H,
+                                      .kv = KV, .kv_stride = D, .kv_lora = L, .kv_norm = &kn,
+                                      .eps = 1e-6f, .pos = P, .slot = S, .cache = C,
+                                      .cache_type = ct, .n_layer = NL, .layer = 1,
+                                      .block_tokens = BT, .n = n, .rope = &rp};
+                assert_int_equal(mesh_be_mla_prep(b, &pa), 0);
+                s_down(b, QC, out + 2 * N, 4 * qcn);
+                s_down(b, KV, out + 2 * N + qcn, 4 * kvn);
+                float *po = out + 2 * N + qcn + kvn;
+                if (f16) {
+                    s_down(b, C, h16, 2 * pool);
+                    for (size_t i = 0; i < pool; i++)
+                        po[i] = mesh_fp16_to_f32(h16[i]);
+                } else {
+                    s_down(b, C, po, 4 * pool);
+                }
+                s_wfree(b, &w);
+                s_wfree(b, &kn);
+                s_free(b, X);
+                s_free(b, Y);
+                s_free(b, Q);
+                s_free(b, QC);
+                s_free(b, KV);
+                s_free(b, P);
+                s_free(b, S);
+                s_free(b, C);
+                mesh_backend_destroy(&b);
+            }
+            s_check("add_rms_norm: x", bn, o[1], o[0], N, 1e-12);
+            s_check("add_rms_norm: out", bn, o[1] + N, o[0] + N, N, 1e-10);
+            s_check(f16 ? "mla_prep (f16 pool, yarn)" : "mla_prep (f32 pool)", bn, o[1] + 2 * N,
+                    o[0] + 2 * N, qcn + kvn + pool, f16 ? 1e-6 : 1e-8);
+            // on each side the stored rows are exactly its normalised and roped
+            // kv rows (rounded to f16 for an f16 pool)
+            for (int k = 0; k < 2; k++) {
+                const float *pk = o[k] + 2 * N + qcn, *pp = o[k] + 2 * N + qcn + kvn;
+                for (int t = 0; t < n; t++) {
+                    const size_t row = ((size_t)(slot[t] / BT) * NL + 1) * BT + (size_t)(slot[t] % BT);
+                    for (int j = 0; j < D; j++) {
+                        const float a = pk[(size_t)t * D + j];
+                        const float want = f16 ? mesh_fp16_to_f32(mesh_f32_to_fp16(a)) : a;
+                        assert_true(pp[row * D + j] == want);
+                    }
+                }
+            }
+        }
+    }
+    free(x);
+    free(y);
+    free(nw);
+    free(q);
+    free(kv);
+    free(kw);
+    free(o[0]);
+    free(o[1]);
+    free(h16);
+}
+
 // ---- kv_store + mla_attn over a paged pool ----
 static void test_mla(void **state) {
     (void)state;
@@ -513,6 +672,7 @@ static void s_run_moe(uint32_t tg, uint32_t td, uint32_t tsh, int gating, int n,
             *hus = shared ? s_rand_weight(tsh, D, FS, 1, &b_us) : NULL,
             *hds = shared ? s_rand_weight(tsh, FS, D, 1, &b_ds) : NULL;
     float *bias = s_randf((size_t)E, 0.1f), *x = s_randf((size_t)n * D, 1.0f);
+    float *resid = s_randf((size_t)n * D, 2.0f), *nrm = s_randf((size_t)D, 1.0f);
     float *o[2] = {calloc((size_t)n * D, 4), calloc((size_t)n * D, 4)};
     for (int bi = 1; bi < s_n_others() + 1; bi++) {
         const char *bn = s_others[bi - 1];
@@ -557,6 +717,36 @@ static void s_run_moe(uint32_t tg, uint32_t td, uint32_t tsh, int gating, int n,
                 free(solo);
                 s_free(b, O1);
             }
+            {
+                // then a residual add and norm queued right after (a GPU backend
+                // may fuse them with the combination): the same bits as with a
+                // download between them, the MoE's output stored as well
+                const size_t nd = (size_t)n * D;
+                float *res[2] = {calloc(3 * nd, 4), calloc(3 * nd, 4)};
+                mesh_bweight_t wn = s_weight(b, MESH_QT_F32, D, 1, 1, (const uint8_t *)nrm, 4 * (size_t)D);
+                for (int fused = 0; fused < 2; fused++) {
+                    mesh_bptr_t Y = s_up(b, resid, 4 * nd), N = s_up(b, NULL, 4 * nd);
+                    mesh_moe_args_t a2 = a;
+                    a2.out = O;
+                    assert_int_equal(b->iface->moe(b->ctx, &a2), 0);
+                    if (!fused)
+                        s_down(b, O, res[0], 4 * nd);
+                    assert_int_equal(mesh_be_add_rms_norm(b, Y, D, O, D, N, D, n, D, &wn, 1e-6f), 0);
+                    s_down(b, O, res[fused], 4 * nd);
+                    s_down(b, Y, res[fused] + nd, 4 * nd);
+                    s_down(b, N, res[fused] + 2 * nd, 4 * nd);
+                    s_free(b, Y);
+                    s_free(b, N);
+                }
+                if (memcmp(res[0], res[1], 12 * nd) || memcmp(res[0], o[k], 4 * nd)) {
+                    fprintf(stderr, "moe + add_rms_norm on %s: differs from the ops apart (n=%d)\n",
+                            k ? bn : "cpu", n);
+                    fail();
+                }
+                s_wfree(b, &wn);
+                free(res[0]);
+                free(res[1]);
+            }
             s_free(b, X);
             s_free(b, O);
             s_free(b, S);
@@ -587,6 +777,8 @@ static void s_run_moe(uint32_t tg, uint32_t td, uint32_t tsh, int gating, int n,
     free(hds);
     free(bias);
     free(x);
+    free(resid);
+    free(nrm);
     free(o[0]);
     free(o[1]);
 }
@@ -605,9 +797,11 @@ static void test_moe(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul),  cmocka_unit_test(test_get_rows),
+        cmocka_unit_test(test_matmul),  cmocka_unit_test(test_matmul_pair),
+        cmocka_unit_test(test_get_rows),
         cmocka_unit_test(test_elementwise), cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_mla),     cmocka_unit_test(test_moe),
+        cmocka_unit_test(test_fused),   cmocka_unit_test(test_mla),
+        cmocka_unit_test(test_moe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
