@@ -991,6 +991,12 @@ int main(int argc, char **argv) {
               c->name, c->listen, mesh_trusted_count(c->trusted), n->kp.pub, (double)n->mem_total / 1048576.0);
     s_run(n);
     MESH_INFO("node: drained, exiting");
+    // The last replies (a drained request's final tokens and its DONE) may
+    // still sit in the socket's queue: give them up to 2 s to leave instead
+    // of the run-time linger of 0, which would drop them and make the
+    // coordinator fail the request over as if the node had died.
+    int linger = 2000;
+    zmq_setsockopt(n->router, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(n->router);
     zmq_close(n->zap);
     zmq_ctx_term(n->zctx);
