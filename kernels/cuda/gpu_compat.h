@@ -56,6 +56,8 @@
 #define gpuGraphDestroy hipGraphDestroy
 #define gpuGraphExecDestroy hipGraphExecDestroy
 #define gpuFuncSetAttribute hipFuncSetAttribute
+#define gpuFuncGetAttributes hipFuncGetAttributes
+#define gpuFuncAttributes hipFuncAttributes
 #define gpuFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
 #define MESH_GPU_HAS_WMMA 0
 typedef __hip_bfloat16 gpu_bf16;
@@ -102,6 +104,8 @@ typedef __hip_bfloat16 gpu_bf16;
 #define gpuGraphDestroy cudaGraphDestroy
 #define gpuGraphExecDestroy cudaGraphExecDestroy
 #define gpuFuncSetAttribute cudaFuncSetAttribute
+#define gpuFuncGetAttributes cudaFuncGetAttributes
+#define gpuFuncAttributes cudaFuncAttributes
 #define gpuFuncAttributeMaxDynamicSharedMemorySize cudaFuncAttributeMaxDynamicSharedMemorySize
 #define MESH_GPU_HAS_WMMA 1
 typedef __nv_bfloat16 gpu_bf16;

@@ -725,17 +725,26 @@ static size_t s_smem_max = 48 * 1024; // dynamic shared memory k_mmq_vec may ask
 // Lets every k_mmq_vec instance use the device's opt-in shared memory (a
 // row of K = 10240 for 8 tokens needs 100 KiB).
 static int s_vq_setup(int optin) {
+    size_t lim = (size_t)optin; // the least any instance may take beside its static part
 #define S_ATTR(T, F, NT)                                                                          \
-    if (gpuFuncSetAttribute(k_mmq_vec<T, F, NT>, gpuFuncAttributeMaxDynamicSharedMemorySize,      \
-                            optin) != gpuSuccess)                                                 \
-        return MESH_EBACKEND;
+    {                                                                                             \
+        gpuFuncAttributes fa;                                                                    \
+        if (gpuFuncGetAttributes(&fa, k_mmq_vec<T, F, NT>) != gpuSuccess)                        \
+            return MESH_EBACKEND;                                                                 \
+        const int dyn = optin - (int)fa.sharedSizeBytes;                                          \
+        if (dyn <= 0 || gpuFuncSetAttribute(k_mmq_vec<T, F, NT>,                                  \
+                                            gpuFuncAttributeMaxDynamicSharedMemorySize,           \
+                                            dyn) != gpuSuccess)                                   \
+            return MESH_EBACKEND;                                                                 \
+        lim = (size_t)dyn < lim ? (size_t)dyn : lim;                                              \
+    }
 #define S_ALL(T)                                                                                  \
     S_ATTR(T, true, 1) S_ATTR(T, true, 2) S_ATTR(T, true, 4) S_ATTR(T, true, 8)                   \
     S_ATTR(T, false, 1) S_ATTR(T, false, 2) S_ATTR(T, false, 4) S_ATTR(T, false, 8)
     S_ALL(CU_Q8_0) S_ALL(CU_Q5_0) S_ALL(CU_Q4_K) S_ALL(CU_Q6_K)
 #undef S_ALL
 #undef S_ATTR
-    s_smem_max = (size_t)optin;
+    s_smem_max = lim;
     return 0;
 }
 
