@@ -120,6 +120,12 @@ cleanup() {
     stop_mesh
     if [ $rc -ne 0 ]; then
         echo "demo: failed; logs are in $run" >&2
+        local f
+        for f in "$run"/*.log; do
+            [ -f "$f" ] || continue
+            echo "--- last lines of $f" >&2
+            tail -n 15 "$f" >&2
+        done
     elif [ "$keep" = 0 ]; then
         rm -rf "$run"
     else
@@ -180,7 +186,9 @@ http_port=$(cat "$run/http.port")
 coord_pub=$("$bin/meshcoord" --key "$run/coord.key" --state "$run/coord.state.json" --print-key)
 echo "admin API http://127.0.0.1:$admin_port, OpenAI API http://127.0.0.1:$http_port/v1"
 
-port=$(free_port "${MESH_DEMO_NODE_PORT:-$((20000 + RANDOM % 20000))}")
+# Below 32768, where Linux hands out ephemeral ports for outgoing
+# connections, so no client socket can hold the port when the node binds it.
+port=$(free_port "${MESH_DEMO_NODE_PORT:-$((20000 + RANDOM % 12000))}")
 threads=$(( $(nproc 2>/dev/null || echo 2) / 2 ))
 [ "$threads" -ge 1 ] || threads=1
 for i in 1 2; do
