@@ -45,6 +45,11 @@ extern "C" {
 #define VQ_RW 2      // row passes per warp at once (loads in flight)
 
 static int s_arch_major; // of the device in use (mesh_cu_mmq_setup)
+static size_t s_smem_max = 48 * 1024; // dynamic shared memory k_mmq_vec may ask for
+
+static size_t s_vq_smem(int K, int nt) { // k_mmq_vec's quantized x: codes, d, s
+    return (size_t)nt * (size_t)K + 8 * (size_t)nt * (size_t)(K / 32);
+}
 
 bool mesh_cu_tc_env(void) {
     const char *e = getenv("MESH_CUDA_MMQ");
@@ -66,7 +71,11 @@ bool mesh_cu_mmq_ok(const mesh_cu_mm_t *m) {
     const uintptr_t al = m->type == CU_Q4_K ? 15 : 1;
     if ((((uintptr_t)m->w | (uintptr_t)m->w2 | m->nb1 | m->nb2) & al) != 0)
         return false;
-    return true;
+    // the decode kernel must fit its largest group of tokens for this K, or
+    // a batch would fail where a single token worked (on cards with 99 KiB
+    // of opt-in shared memory, K = 10240 at 8 tokens needs 100 KiB): such a
+    // weight goes to k_mv for every batch, so the choice stays the weight's
+    return s_vq_smem(m->K, MQ_DEC_TOK) <= s_smem_max;
 }
 
 // Elements of each x row the family reads (its groups' windows).
@@ -480,9 +489,6 @@ static __host__ __device__ __forceinline__ int s_vq_lanes(int nb) {
 static __host__ __device__ __forceinline__ int s_vq_rows(int K) { // rows per block
     return VQ_WARPS * VQ_RW * (32 / s_vq_lanes(K / 32));
 }
-static size_t s_vq_smem(int K, int nt) { // quantized x: codes, d, s
-    return (size_t)nt * (size_t)K + 8 * (size_t)nt * (size_t)(K / 32);
-}
 
 // A block: its group's tokens (<= NT) quantized into shared memory, then
 // VQ_WARPS warps x VQ_RW passes x (32 / lanes) rows, lane j of a row taking
@@ -720,7 +726,6 @@ __global__ void __launch_bounds__(128) k_mmq_pre(s_mq_pair_t P) {
         }                                                                                         \
     } while (0)
 
-static size_t s_smem_max = 48 * 1024; // dynamic shared memory k_mmq_vec may ask for
 
 // Lets every k_mmq_vec instance use the device's opt-in shared memory (a
 // row of K = 10240 for 8 tokens needs 100 KiB).
