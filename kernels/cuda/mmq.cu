@@ -726,9 +726,9 @@ __global__ void __launch_bounds__(128) k_mmq_pre(s_mq_pair_t P) {
         }                                                                                         \
     } while (0)
 
-
-// Lets every k_mmq_vec instance use the device's opt-in shared memory (a
-// row of K = 10240 for 8 tokens needs 100 KiB).
+// Lets every k_mmq_vec instance use the device's opt-in shared memory less
+// its own static part (a row of K = 10240 for 8 tokens needs 100 KiB), and
+// sets s_smem_max, which mesh_cu_mmq_ok holds every weight to, to the least.
 static int s_vq_setup(int optin) {
     size_t lim = (size_t)optin; // the least any instance may take beside its static part
 #define S_ATTR(T, F, NT)                                                                          \
