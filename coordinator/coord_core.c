@@ -487,6 +487,10 @@ static void s_on_caps(s_node_t *nd, const Mesh__Capabilities *k) {
                   nd->backend, nd->n_devices, nd->n_models);
         nd->up_since_ms = s_now_ms();
         nd->drain_told = 0; // a (re)connected node drains only if told again
+        // The last heartbeat's load was the old process's (a restarted node
+        // runs nothing yet): its own first heartbeat says what it runs.
+        nd->active = nd->queued = 0;
+        nd->recent_tps = 0;
     }
     nd->state = S_NODE_UP;
 }
@@ -658,6 +662,17 @@ static void s_on_message(mesh_coord_t *c, int idx, const uint8_t *buf, size_t le
     }
     case MESH__ENVELOPE__KIND_PONG:
         break;
+    case MESH__ENVELOPE__KIND_PING: {
+        // A draining node's goodbye: we handle a link's messages in order,
+        // so this PONG tells it everything it sent before has arrived.
+        Mesh__Envelope out = MESH__ENVELOPE__INIT;
+        Mesh__Pong pong = MESH__PONG__INIT;
+        pong.nonce = env->ping->nonce;
+        out.kind_case = MESH__ENVELOPE__KIND_PONG;
+        out.pong = &pong;
+        mesh_wire_send(nd->sock, NULL, 0, &out, 1);
+        break;
+    }
     default:
         MESH_WARN("coord: node %s sent unexpected '%s'", nd->reg.name,
                   mesh_wire_kind_name(env));

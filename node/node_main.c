@@ -52,7 +52,13 @@ typedef struct {
     uint8_t rid[256];
     size_t rid_len;
     int64_t last_seen_ms;
+    int bye_pending; // drain end: our PING sent, its PONG not yet back
 } s_peer_t;
+
+// A drained node's goodbye: the nonce of the PING it sends each coordinator
+// once nothing runs, and how long it waits for the PONGs.
+#define S_BYE_NONCE 0x62796531u // "bye1"
+#define S_BYE_WAIT_MS 2000
 
 // A token batch from the engine thread, for the socket thread to send.
 typedef struct s_out {
@@ -534,6 +540,7 @@ static void s_on_message(s_node_t *n, const uint8_t *rid, size_t rid_len, const 
             peer = n->n_peers++;
             memcpy(n->peers[peer].rid, rid, rid_len);
             n->peers[peer].rid_len = rid_len;
+            n->peers[peer].bye_pending = 0;
             MESH_INFO("node: coordinator '%s' connected", env->hello->coord_name);
         }
         n->peers[peer].last_seen_ms = s_now_ms();
@@ -570,6 +577,10 @@ static void s_on_message(s_node_t *n, const uint8_t *rid, size_t rid_len, const 
         mesh_wire_send(n->router, rid, rid_len, &out, 1);
         break;
     }
+    case MESH__ENVELOPE__KIND_PONG:
+        if (env->pong->nonce == S_BYE_NONCE)
+            n->peers[peer].bye_pending = 0;
+        break;
     case MESH__ENVELOPE__KIND_TOKENIZE:
         s_on_tokenize(n, rid, rid_len, env->tokenize);
         break;
@@ -855,6 +866,7 @@ static void s_run(s_node_t *n) {
         return;
     int64_t next_hb = s_now_ms();
     int announced_drain = 0;
+    int64_t bye_until = 0; // set when the goodbye PINGs go out
     for (;;) {
         if (s_term && !announced_drain) {
             // Drain: take nothing new, finish what runs, then exit.
@@ -864,12 +876,42 @@ static void s_run(s_node_t *n) {
             for (int i = 0; i < n->n_peers; i++)
                 s_send_caps(n, &n->peers[i]);
         }
-        if (announced_drain && n->n_running == 0)
-            break;
+        if (announced_drain && n->n_running == 0) {
+            // The last replies are in the socket, but a message queued there
+            // is not yet delivered: closing now can lose a drained request's
+            // final tokens and DONE (seen in test_sigterm_drains), and the
+            // coordinator would fail it over as if we had died. So ask each
+            // coordinator for a PONG; it handles a connection's messages in
+            // order, so its PONG says it has everything we sent before. A
+            // coordinator that never answers costs S_BYE_WAIT_MS.
+            if (!bye_until) {
+                bye_until = s_now_ms() + S_BYE_WAIT_MS;
+                for (int i = 0; i < n->n_peers; i++) {
+                    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+                    Mesh__Ping ping = MESH__PING__INIT;
+                    ping.nonce = S_BYE_NONCE;
+                    env.kind_case = MESH__ENVELOPE__KIND_PING;
+                    env.ping = &ping;
+                    n->peers[i].bye_pending =
+                        mesh_wire_send(n->router, n->peers[i].rid, n->peers[i].rid_len, &env,
+                                       1) == 0;
+                }
+            }
+            int pending = 0;
+            for (int i = 0; i < n->n_peers; i++)
+                pending += n->peers[i].bye_pending;
+            if (!pending)
+                break;
+            if (s_now_ms() >= bye_until) {
+                MESH_WARN("node: %d coordinator(s) did not confirm our last replies in %d ms",
+                          pending, S_BYE_WAIT_MS);
+                break;
+            }
+        }
         zmq_pollitem_t it[3] = {{n->router, 0, ZMQ_POLLIN, 0},
                                 {n->zap, 0, ZMQ_POLLIN, 0},
                                 {NULL, n->wake[0], ZMQ_POLLIN, 0}};
-        int64_t wait = next_hb - s_now_ms();
+        int64_t wait = (bye_until && bye_until < next_hb ? bye_until : next_hb) - s_now_ms();
         zmq_poll(it, 3, wait < 0 ? 0 : (long)wait);
         if (it[1].revents & ZMQ_POLLIN)
             s_zap(n);
@@ -991,10 +1033,9 @@ int main(int argc, char **argv) {
               c->name, c->listen, mesh_trusted_count(c->trusted), n->kp.pub, (double)n->mem_total / 1048576.0);
     s_run(n);
     MESH_INFO("node: drained, exiting");
-    // The last replies (a drained request's final tokens and its DONE) may
-    // still sit in the socket's queue: give them up to 2 s to leave instead
-    // of the run-time linger of 0, which would drop them and make the
-    // coordinator fail the request over as if the node had died.
+    // Each coordinator has confirmed our last replies (s_run's goodbye), or
+    // did not in time: then give what is still queued up to 2 s to leave
+    // rather than the run-time linger of 0.
     int linger = 2000;
     zmq_setsockopt(n->router, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(n->router);
