@@ -11,6 +11,7 @@
 #   The build needs -DMESH_CUDA=ON (MESH_ENGINE_ONLY=ON is enough: it builds
 #   these tests from libc, libm, pthreads, cmocka and the CUDA toolkit).
 #   env: MESH_TESTDATA (default ../shared/testdata beside the checkout),
+#        MESH_BIN_DIR (where meshrun is, default BUILD/bin),
 #        OUT_DIR (where each step's full output goes, default a temp dir),
 #        SANITIZER=0 skips compute-sanitizer (it takes a few minutes)
 set -uo pipefail
@@ -23,6 +24,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build=${1:-$root/build-cuda}
 tests="$build/tests"
 export MESH_TESTDATA=${MESH_TESTDATA:-$root/../shared/testdata}
+# test_golden_greedy's CLI case runs meshrun from here (CTest sets it too).
+export MESH_BIN_DIR=${MESH_BIN_DIR:-$build/bin}
 out=${OUT_DIR:-$(mktemp -d /tmp/cuda_check.XXXXXX)}
 mkdir -p "$out"
 for t in test_backend_ops test_golden_logits test_golden_greedy; do
