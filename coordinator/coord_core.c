@@ -662,17 +662,11 @@ static void s_on_message(mesh_coord_t *c, int idx, const uint8_t *buf, size_t le
     }
     case MESH__ENVELOPE__KIND_PONG:
         break;
-    case MESH__ENVELOPE__KIND_PING: {
+    case MESH__ENVELOPE__KIND_PING:
         // A draining node's goodbye: we handle a link's messages in order,
         // so this PONG tells it everything it sent before has arrived.
-        Mesh__Envelope out = MESH__ENVELOPE__INIT;
-        Mesh__Pong pong = MESH__PONG__INIT;
-        pong.nonce = env->ping->nonce;
-        out.kind_case = MESH__ENVELOPE__KIND_PONG;
-        out.pong = &pong;
-        mesh_wire_send(nd->sock, NULL, 0, &out, 1);
+        mesh_wire_send_ping(nd->sock, NULL, 0, 1, env->ping->nonce);
         break;
-    }
     default:
         MESH_WARN("coord: node %s sent unexpected '%s'", nd->reg.name,
                   mesh_wire_kind_name(env));

@@ -568,15 +568,9 @@ static void s_on_message(s_node_t *n, const uint8_t *rid, size_t rid_len, const 
         MESH_INFO("node: %s by the coordinator", n->draining ? "draining" : "drain lifted");
         s_send_caps(n, &n->peers[peer]);
         break;
-    case MESH__ENVELOPE__KIND_PING: {
-        Mesh__Envelope out = MESH__ENVELOPE__INIT;
-        Mesh__Pong pong = MESH__PONG__INIT;
-        pong.nonce = env->ping->nonce;
-        out.kind_case = MESH__ENVELOPE__KIND_PONG;
-        out.pong = &pong;
-        mesh_wire_send(n->router, rid, rid_len, &out, 1);
+    case MESH__ENVELOPE__KIND_PING:
+        mesh_wire_send_ping(n->router, rid, rid_len, 1, env->ping->nonce);
         break;
-    }
     case MESH__ENVELOPE__KIND_PONG:
         if (env->pong->nonce == S_BYE_NONCE)
             n->peers[peer].bye_pending = 0;
@@ -886,16 +880,10 @@ static void s_run(s_node_t *n) {
             // coordinator that never answers costs S_BYE_WAIT_MS.
             if (!bye_until) {
                 bye_until = s_now_ms() + S_BYE_WAIT_MS;
-                for (int i = 0; i < n->n_peers; i++) {
-                    Mesh__Envelope env = MESH__ENVELOPE__INIT;
-                    Mesh__Ping ping = MESH__PING__INIT;
-                    ping.nonce = S_BYE_NONCE;
-                    env.kind_case = MESH__ENVELOPE__KIND_PING;
-                    env.ping = &ping;
-                    n->peers[i].bye_pending =
-                        mesh_wire_send(n->router, n->peers[i].rid, n->peers[i].rid_len, &env,
-                                       1) == 0;
-                }
+                for (int i = 0; i < n->n_peers; i++)
+                    n->peers[i].bye_pending = mesh_wire_send_ping(n->router, n->peers[i].rid,
+                                                                  n->peers[i].rid_len, 0,
+                                                                  S_BYE_NONCE) == 0;
             }
             int pending = 0;
             for (int i = 0; i < n->n_peers; i++)

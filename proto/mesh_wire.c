@@ -108,3 +108,19 @@ int mesh_wire_send_error(void *sock, const void *rid, size_t rid_len, int code,
     env.error = &e;
     return mesh_wire_send(sock, rid, rid_len, &env, 1);
 }
+
+int mesh_wire_send_ping(void *sock, const void *rid, size_t rid_len, int pong, uint64_t nonce) {
+    Mesh__Envelope env = MESH__ENVELOPE__INIT;
+    Mesh__Ping pi = MESH__PING__INIT;
+    Mesh__Pong po = MESH__PONG__INIT;
+    if (pong) {
+        po.nonce = nonce;
+        env.kind_case = MESH__ENVELOPE__KIND_PONG;
+        env.pong = &po;
+    } else {
+        pi.nonce = nonce;
+        env.kind_case = MESH__ENVELOPE__KIND_PING;
+        env.ping = &pi;
+    }
+    return mesh_wire_send(sock, rid, rid_len, &env, 1);
+}

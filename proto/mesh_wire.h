@@ -49,4 +49,7 @@ int mesh_wire_send(void *sock, const void *rid, size_t rid_len, Mesh__Envelope *
 int mesh_wire_send_error(void *sock, const void *rid, size_t rid_len, int code,
                          uint64_t request_id, const char *msg);
 
+// Sends a Ping (pong = 0) or the Pong answering one (pong = 1) with `nonce`.
+int mesh_wire_send_ping(void *sock, const void *rid, size_t rid_len, int pong, uint64_t nonce);
+
 #endif
