@@ -28,6 +28,8 @@ extern "C" {
 int mesh_kern_cuda_register(const mesh_backend_params_t *p, mesh_backend_t **out);
 }
 
+bool mesh_gpu_pdl; // gpu_compat.h: launches may overlap the kernel before
+
 struct mesh_bbuf {
     uint8_t *d;  // device memory
     size_t size; // bytes
@@ -1132,6 +1134,10 @@ int mesh_kern_cuda_register(const mesh_backend_params_t *p, mesh_backend_t **out
     const char *g = getenv("MESH_CUDA_GRAPH"), *pf = getenv("MESH_CUDA_PROFILE");
     c->prof = pf && !strcmp(pf, "1");
     c->graphs = !(g && !strcmp(g, "0")) && !c->prof;
+    // Programmatic dependent launch (gpu_compat.h) from sm_90 on, opt-in
+    // with MESH_CUDA_PDL=1 until a GPU run has checked it (kernels/cuda/README.md).
+    const char *pdl = getenv("MESH_CUDA_PDL");
+    mesh_gpu_pdl = MESH_GPU_CUDA && prop.major >= 9 && pdl && !strcmp(pdl, "1");
     if ((e = gpuStreamCreateWithFlags(&c->stream, gpuStreamNonBlocking)) != gpuSuccess) {
         free(b);
         free(c);

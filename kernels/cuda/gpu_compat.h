@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include <utility>
+
 #if defined(MESH_GPU_HIP)
 #include <hip/hip_bf16.h>
 #include <hip/hip_fp16.h>
@@ -164,6 +166,45 @@ static __device__ __forceinline__ float mesh_warp_max(float v) {
     for (int m = MESH_WARP / 2; m > 0; m >>= 1)
         v = fmaxf(v, s_shfl_xor(v, m));
     return v;
+}
+
+// Programmatic dependent launch (Hopper and later). Kernels are launched
+// with mesh_launch, which on CUDA lets the next kernel of the stream (or of
+// the captured decode graph) be scheduled while this one still runs, so its
+// launch and block set-up hide behind this kernel's tail instead of leaving
+// a gap between two short kernels. The contract that keeps this safe: every
+// kernel in this folder calls mesh_pdl_begin() first. Its wait returns only
+// once the kernel before has finished and its writes are visible (so the
+// chain is ordered as without it); its trigger then lets the next kernel in.
+// Off (mesh_gpu_pdl false: an ordinary launch, and mesh_pdl_begin() returns
+// at once) on older GPUs, on HIP, and unless MESH_CUDA_PDL=1.
+extern bool mesh_gpu_pdl; // set once by the backend at start
+
+static __device__ __forceinline__ void mesh_pdl_begin(void) {
+#if MESH_GPU_CUDA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+template <typename... P, typename... A>
+static inline void mesh_launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem,
+                               gpuStream_t s, A &&...args) {
+#if MESH_GPU_CUDA
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cfg.attrs = at;
+    cfg.numAttrs = mesh_gpu_pdl ? 1 : 0;
+    (void)cudaLaunchKernelEx(&cfg, k, std::forward<A>(args)...); // errors: gpuGetLastError
+#else
+    k<<<grid, block, smem, s>>>(std::forward<A>(args)...);
+#endif
 }
 
 #endif

@@ -151,6 +151,7 @@ static __device__ __forceinline__ void s_mv_body(const mesh_cu_mm_t &o, int g) {
 // at fixed offsets instead of through a run-time choice.
 template <int T, bool FUSE, int NT>
 __global__ void __launch_bounds__(MV_WARPS * 32) k_mv(s_mm_pair_t P) {
+    mesh_pdl_begin();
     const int z = blockIdx.z;
     if (z < P.g0)
         s_mv_body<T, FUSE, NT>(P.op[0], z);
@@ -216,13 +217,13 @@ int mesh_cu_matmul2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b)
 #define S_GO(T)                                                                                   \
     do {                                                                                          \
         if (fuse && nt == 1)                                                                      \
-            k_mv<T, true, 1><<<grid, blk, 0, s>>>(P);                                             \
+            mesh_launch(k_mv<T, true, 1>, grid, blk, 0, s, P);                                             \
         else if (fuse)                                                                            \
-            k_mv<T, true, 8><<<grid, blk, 0, s>>>(P);                                             \
+            mesh_launch(k_mv<T, true, 8>, grid, blk, 0, s, P);                                             \
         else if (nt == 1)                                                                         \
-            k_mv<T, false, 1><<<grid, blk, 0, s>>>(P);                                            \
+            mesh_launch(k_mv<T, false, 1>, grid, blk, 0, s, P);                                            \
         else                                                                                      \
-            k_mv<T, false, 8><<<grid, blk, 0, s>>>(P);                                            \
+            mesh_launch(k_mv<T, false, 8>, grid, blk, 0, s, P);                                            \
     } while (0)
         CU_TYPE_SWITCH(a->type, S_GO)
 #undef S_GO
@@ -234,6 +235,7 @@ int mesh_cu_matmul2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b)
 template <int T>
 __global__ void k_get_rows(const uint8_t *table, int K, size_t nb1, const int32_t *ids, float *y,
                            int64_t ys) {
+    mesh_pdl_begin();
     const int t = blockIdx.x;
     const uint8_t *row = table + (size_t)ids[t] * nb1;
     float *out = y + (int64_t)t * ys;
@@ -251,7 +253,7 @@ int mesh_cu_get_rows(gpuStream_t s, const uint8_t *table, int type, int K, size_
                      const int32_t *ids, int n, float *y, int64_t ys) {
     if (n <= 0)
         return 0;
-#define S_GO(T) k_get_rows<T><<<n, 128, 0, s>>>(table, K, nb1, ids, y, ys)
+#define S_GO(T) mesh_launch(k_get_rows<T>, n, 128, 0, s, table, K, nb1, ids, y, ys)
     CU_TYPE_SWITCH(type, S_GO)
 #undef S_GO
     return 0;

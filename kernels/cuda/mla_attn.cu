@@ -63,6 +63,7 @@ static __device__ __forceinline__ bool s_chunk_range(const mesh_cu_mla_t &a, int
 }
 
 __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
+    mesh_pdl_begin();
     extern __shared__ float sm[];
     const int h0 = blockIdx.z * HG, H = min(HG, a.n_head - h0), D = a.d_kv, L = a.kv_lora;
     const int HA = a.n_head;
@@ -210,38 +211,78 @@ __global__ void __launch_bounds__(NTH) k_mla(mesh_cu_mla_t a) {
     }
 }
 
-// Folds the chunk partials of one (token, head) in chunk order. Thread 0
-// runs the scalar (max, sum) chain once and leaves each chunk's two merge
-// coefficients in shared memory; then every thread folds its output
-// elements with them. The operations are exactly those of k_mla's in-block
-// fold, so split and unsplit runs agree to the bit.
+// Folds the chunk partials of one (token, head) in chunk order, for CB_COLS
+// output columns per block (grid.z covers kv_lora). The fold is a chain
+// (each step needs the running max, sum and output), but only the sums and
+// outputs must be folded one after another:
+//   1. all threads load every chunk's (max, sum) into shared memory at once;
+//   2. warp 0 scans the running maxima (fmaxf: exact in any order) a warp's
+//      width of chunks at a time, and each lane computes its chunk's two
+//      merge coefficients from (running max before, chunk max) with
+//      s_merge_coef, which is what the chain would compute there;
+//   3. one thread of the extra warp folds the sums while the CB_COLS column
+//      threads fold their outputs, each a chain of s_merge over chunks.
+// Every step performs exactly the operations of k_mla's and k_mla_tc's
+// in-block fold, in the same order, so split and unsplit runs agree to the
+// bit; what changed is that the scalar chain no longer waits on a global
+// load per chunk, which at depth 8192 (128 chunks) cost more than the
+// attention itself.
+#define CB_COLS 128
 __global__ void k_mla_combine(mesh_cu_mla_t a) {
-    extern __shared__ float cf[]; // [2 * n_split + 1]
-    const int t = blockIdx.x, h = blockIdx.y, H = a.n_head, L = a.kv_lora;
-    const int n_ch = (a.toks[t].n_ctx + CH - 1) / CH;
-    const float *base = a.part + (int64_t)t * a.n_split * H * (L + 2) + (int64_t)h * (L + 2);
+    mesh_pdl_begin();
+    extern __shared__ float cf[]; // ca[n_split], cb[n_split], mb[n_split], lb[n_split], l
+    const int t = blockIdx.x, h = blockIdx.y, H = a.n_head, L = a.kv_lora, NS = a.n_split;
+    const int n_ch = (a.toks[t].n_ctx + CH - 1) / CH, tid = threadIdx.x;
+    float *ca = cf, *cb = cf + NS, *mb = cf + 2 * NS, *lb = cf + 3 * NS;
+    const float *base = a.part + (int64_t)t * NS * H * (L + 2) + (int64_t)h * (L + 2);
     const int64_t cs = (int64_t)H * (L + 2);
-    if (threadIdx.x == 0) {
-        float m = -INFINITY, l = 0.0f;
-        for (int c = 0; c < n_ch; c++) {
-            float mn, ca, cb;
-            s_merge_coef(m, base[c * cs + L], &mn, &ca, &cb);
-            l = s_merge(l, ca, base[c * cs + L + 1], cb);
-            m = mn;
-            cf[2 * c] = ca;
-            cf[2 * c + 1] = cb;
-        }
-        cf[2 * a.n_split] = l;
+    for (int c = tid; c < n_ch; c += blockDim.x) {
+        mb[c] = base[c * cs + L];
+        lb[c] = base[c * cs + L + 1];
     }
     __syncthreads();
-    const float l = cf[2 * a.n_split];
-    float *out = a.out + ((int64_t)t * H + h) * L;
-    for (int d = threadIdx.x; d < L; d += blockDim.x) {
-        float o = 0.0f;
-#pragma unroll 8
+    if (tid < MESH_WARP) {
+        float carry = -INFINITY; // running max of the chunks before this tile
+        for (int c0 = 0; c0 < n_ch; c0 += MESH_WARP) {
+            const int c = c0 + tid;
+            const float x = c < n_ch ? mb[c] : -INFINITY;
+            float v = x; // inclusive running max within the tile
+            for (int off = 1; off < MESH_WARP; off <<= 1) {
+                const float y = s_shfl(v, tid >= off ? tid - off : tid);
+                v = fmaxf(v, y);
+            }
+            v = fmaxf(v, carry);
+            float before = s_shfl(v, tid > 0 ? tid - 1 : 0);
+            if (tid == 0)
+                before = carry;
+            if (c < n_ch) {
+                float m, a0, b0;
+                s_merge_coef(before, x, &m, &a0, &b0);
+                ca[c] = a0;
+                cb[c] = b0;
+            }
+            carry = s_shfl(v, MESH_WARP - 1);
+        }
+    }
+    __syncthreads();
+    if (tid == CB_COLS) {
+        float l = 0.0f;
         for (int c = 0; c < n_ch; c++)
-            o = s_merge(o, cf[2 * c], base[c * cs + d], cf[2 * c + 1]);
-        out[d] = l > 0.0f ? __fdiv_rn(o, l) : 0.0f;
+            l = s_merge(l, ca[c], lb[c], cb[c]);
+        cf[4 * NS] = l;
+    }
+    const int d = blockIdx.z * CB_COLS + tid;
+    float o = 0.0f;
+    if (tid < CB_COLS && d < L) {
+        const float *col = base + d;
+#pragma unroll 16
+        for (int c = 0; c < n_ch; c++)
+            o = s_merge(o, ca[c], col[c * cs], cb[c]);
+    }
+    __syncthreads();
+    if (tid < CB_COLS && d < L) {
+        const float l = cf[4 * NS];
+        a.out[((int64_t)t * H + h) * L + d] = l > 0.0f ? __fdiv_rn(o, l) : 0.0f;
     }
 }
 
@@ -325,6 +366,7 @@ static __device__ __forceinline__ void s_zero_acc(float (&o)[2][8][4]) {
 }
 
 __global__ void __launch_bounds__(256) k_mla_tc(mesh_cu_mla_t a) {
+    mesh_pdl_begin();
     extern __shared__ float sm[];
     const int D = a.d_kv, H = a.n_head, DP = D + TC_PAD, PP = CH + TC_PAD;
     __half *Ks = (__half *)sm;
@@ -574,13 +616,13 @@ int mesh_cu_mla_attn(gpuStream_t s, const mesh_cu_mla_t *a) {
         return MESH_EUNSUPPORTED;
     if (s_tc_ok(a)) {
         dim3 grid(a->n, a->n_split > 1 ? a->n_split : 1, 1);
-        k_mla_tc<<<grid, 256, s_tc_smem(a->d_kv), s>>>(*a);
+        mesh_launch(k_mla_tc, grid, 256, s_tc_smem(a->d_kv), s, *a);
     } else {
         dim3 grid(a->n, a->n_split > 1 ? a->n_split : 1, (a->n_head + HG - 1) / HG);
-        k_mla<<<grid, NTH, smem, s>>>(*a);
+        mesh_launch(k_mla, grid, NTH, smem, s, *a);
     }
     if (a->n_split > 1)
-        k_mla_combine<<<dim3(a->n, a->n_head), 256, sizeof(float) * (2 * (size_t)a->n_split + 1),
-                        s>>>(*a);
+        mesh_launch(k_mla_combine, dim3(a->n, a->n_head, (a->kv_lora + CB_COLS - 1) / CB_COLS),
+                    CB_COLS + MESH_WARP, sizeof(float) * (4 * (size_t)a->n_split + 1), s, *a);
     return 0;
 }

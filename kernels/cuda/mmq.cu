@@ -168,6 +168,7 @@ static __device__ __forceinline__ bool s_al16(const void *p) {
 // One thread per (row, block); the mma layout stores a block's words as
 // k 0-3,16-19,4-7,20-23,... (natural words 0,4,1,5,2,6,3,7).
 __global__ void __launch_bounds__(256) k_quant_x(s_qx_pair_t P) {
+    mesh_pdl_begin();
     const s_qx_t &f = P.f[blockIdx.z];
     const int64_t nb = f.span / 32;
     for (int64_t i = (int64_t)blockIdx.x * 256 + threadIdx.x; i < (int64_t)f.n * nb;
@@ -495,6 +496,7 @@ static __host__ __device__ __forceinline__ int s_vq_rows(int K) { // rows per bl
 // slice j; partials folded in slice order through shared memory.
 template <int T, bool FUSE, int NT>
 __global__ void __launch_bounds__(32 * VQ_WARPS) k_mmq_vec(s_mq_pair_t P) {
+    mesh_pdl_begin();
     int oi, g, p0, cnt;
     if (!s_group(P, blockIdx.z, oi, g, p0, cnt))
         return;
@@ -600,6 +602,7 @@ __global__ void __launch_bounds__(32 * VQ_WARPS) k_mmq_vec(s_mq_pair_t P) {
 // ---- prompts: 64 rows x (8 * NT8) tokens per block, warps split rows ----
 template <int T, bool FUSE, int NT8>
 __global__ void __launch_bounds__(128) k_mmq_pre(s_mq_pair_t P) {
+    mesh_pdl_begin();
     int oi, g, p0, cnt;
     if (!s_group(P, blockIdx.z, oi, g, p0, cnt))
         return;
@@ -809,7 +812,7 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
     if (nall > MQ_DEC_TOK) { // the decode kernel quantizes its x itself
         const int64_t nbl = (nmax * nbmax + 255) / 256;
         dim3 qg((unsigned)(nbl < 65535 ? nbl : 65535), 1, (unsigned)Q.nf);
-        k_quant_x<<<qg, 256, 0, s>>>(Q);
+        mesh_launch(k_quant_x, qg, 256, 0, s, Q);
     }
     // 2. the products
     s_mq_pair_t P;
@@ -838,7 +841,7 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
         if (smem > s_smem_max)
             return MESH_EUNSUPPORTED;
         dim3 grid((unsigned)gx, 1, (unsigned)gz), blk(32, VQ_WARPS);
-#define S_NT(T, F, NT) k_mmq_vec<T, F, NT><<<grid, blk, smem, s>>>(P)
+#define S_NT(T, F, NT) mesh_launch(k_mmq_vec<T, F, NT>, grid, blk, smem, s, P)
 #define S_GO(T)                                                                                   \
     do {                                                                                          \
         if (fuse)                                                                                 \
@@ -856,9 +859,9 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
 #define S_GO(T)                                                                                   \
     do {                                                                                          \
         if (fuse)                                                                                 \
-            k_mmq_pre<T, true, 4><<<grid, blk, 0, s>>>(P);                                        \
+            mesh_launch(k_mmq_pre<T, true, 4>, grid, blk, 0, s, P);                                        \
         else                                                                                      \
-            k_mmq_pre<T, false, 8><<<grid, blk, 0, s>>>(P);                                       \
+            mesh_launch(k_mmq_pre<T, false, 8>, grid, blk, 0, s, P);                                       \
     } while (0)
         MQ_TYPE_SWITCH(a->type, S_GO)
 #undef S_GO

@@ -81,6 +81,7 @@ static __device__ void s_route_tok(const mesh_cu_route_t &r, int t, float *sc, f
 }
 
 __global__ void k_route(mesh_cu_route_t r) {
+    mesh_pdl_begin();
     const int E = r.E, K = r.K;
     extern __shared__ float rsm[]; // [S_RWARPS][2][E]
     const int warp = threadIdx.x >> 5;
@@ -151,7 +152,7 @@ int mesh_cu_moe_route(gpuStream_t s, const mesh_cu_route_t *r) {
         return MESH_EUNSUPPORTED;
     if (r->n <= 0)
         return 0;
-    k_route<<<1, S_RWARPS * 32, sizeof(float) * S_RWARPS * 2 * (size_t)r->E, s>>>(*r);
+    mesh_launch(k_route, 1, S_RWARPS * 32, sizeof(float) * S_RWARPS * 2 * (size_t)r->E, s, *r);
     return 0;
 }
 
@@ -168,6 +169,7 @@ static __device__ __forceinline__ float s_comb(const float *ys, const float *yg,
 
 __global__ void k_combine(float *out, const float *ys, const float *yg, const int32_t *slot,
                           const float *wsel, int D, int K) {
+    mesh_pdl_begin();
     const int t = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < D; i += gridDim.x * blockDim.x)
         out[(int64_t)t * D + i] = s_comb(ys, yg, slot, wsel, D, K, t, i);
@@ -178,7 +180,7 @@ int mesh_cu_moe_combine(gpuStream_t s, float *out, const float *ys, const float 
     if (n <= 0)
         return 0;
     dim3 grid((D + 255) / 256 < 16 ? (D + 255) / 256 : 16, n);
-    k_combine<<<grid, 256, 0, s>>>(out, ys, yg, slot, wsel, D, K);
+    mesh_launch(k_combine, grid, 256, 0, s, out, ys, yg, slot, wsel, D, K);
     return 0;
 }
 
@@ -189,6 +191,7 @@ __global__ void k_combine_add_rms(float *out, const float *ys, const float *yg,
                                   const int32_t *slot, const float *wsel, int D, int K, float *y,
                                   int64_t yst, float *nout, int64_t nst, const float *w,
                                   float eps) {
+    mesh_pdl_begin();
     const int t = blockIdx.x;
     float *yr = y + (int64_t)t * yst;
     float ss = 0.0f;
@@ -208,6 +211,6 @@ int mesh_cu_moe_combine_add_rms(gpuStream_t s, float *out, const float *ys, cons
                                 float eps) {
     if (n <= 0)
         return 0;
-    k_combine_add_rms<<<n, 256, 0, s>>>(out, ys, yg, slot, wsel, D, K, y, yst, nout, nst, w, eps);
+    mesh_launch(k_combine_add_rms, n, 256, 0, s, out, ys, yg, slot, wsel, D, K, y, yst, nout, nst, w, eps);
     return 0;
 }

@@ -15,6 +15,7 @@ extern "C" {
 
 __global__ void k_rms_norm(const float *x, int64_t xs, float *y, int64_t ys, int width,
                            const float *w, float eps) {
+    mesh_pdl_begin();
     const float *xr = x + (int64_t)blockIdx.x * xs;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < width; i += blockDim.x)
@@ -26,13 +27,14 @@ int mesh_cu_rms_norm(gpuStream_t s, const float *x, int64_t xs, float *y, int64_
                      int width, const float *w, float eps) {
     if (n <= 0)
         return 0;
-    k_rms_norm<<<n, 256, 0, s>>>(x, xs, y, ys, width, w, eps);
+    mesh_launch(k_rms_norm, n, 256, 0, s, x, xs, y, ys, width, w, eps);
     return 0;
 }
 
 // y += x, then out = rmsnorm(y) * w, one block per token.
 __global__ void k_add_rms_norm(float *y, int64_t ys, const float *x, int64_t xs, float *out,
                                int64_t os, int width, const float *w, float eps) {
+    mesh_pdl_begin();
     float *yr = y + (int64_t)blockIdx.x * ys;
     const float *xr = x + (int64_t)blockIdx.x * xs;
     float ss = 0.0f;
@@ -48,7 +50,7 @@ int mesh_cu_add_rms_norm(gpuStream_t s, float *y, int64_t ys, const float *x, in
                          float *out, int64_t os, int n, int width, const float *w, float eps) {
     if (n <= 0)
         return 0;
-    k_add_rms_norm<<<n, 256, 0, s>>>(y, ys, x, xs, out, os, width, w, eps);
+    mesh_launch(k_add_rms_norm, n, 256, 0, s, y, ys, x, xs, out, os, width, w, eps);
     return 0;
 }
 
@@ -87,6 +89,7 @@ static __device__ void s_rope_tok(const float *xr0, int64_t xh, float *yr0, int6
 
 __global__ void k_rope(const float *x, int64_t xs, int64_t xh, float *y, int64_t ys, int64_t yh,
                        int n_head, const int32_t *pos, s_rope_t p) {
+    mesh_pdl_begin();
     const int t = blockIdx.x;
     s_rope_tok(x + (int64_t)t * xs, xh, y + (int64_t)t * ys, yh, n_head, (float)pos[t], p);
 }
@@ -115,7 +118,7 @@ int mesh_cu_rope(gpuStream_t s, const float *x, int64_t xs, int64_t xh, float *y
                  int64_t yh, int n, int n_head, const int32_t *pos, const mesh_rope_params_t *p) {
     if (n <= 0)
         return 0;
-    k_rope<<<n, 128, 0, s>>>(x, xs, xh, y, ys, yh, n_head, pos, s_rope_of(p));
+    mesh_launch(k_rope, n, 128, 0, s, x, xs, xh, y, ys, yh, n_head, pos, s_rope_of(p));
     return 0;
 }
 
@@ -134,6 +137,7 @@ static __device__ void s_kv_row(uint8_t *cache, int f16, int n_layer, int layer,
 
 __global__ void k_kv_store(uint8_t *cache, int f16, int n_layer, int layer, int block_tokens,
                            int d_kv, const float *x, int64_t xs, const int32_t *slot) {
+    mesh_pdl_begin();
     const int t = blockIdx.x;
     s_kv_row(cache, f16, n_layer, layer, block_tokens, d_kv, x + (int64_t)t * xs, slot[t]);
 }
@@ -143,7 +147,7 @@ int mesh_cu_kv_store(gpuStream_t s, uint8_t *cache, uint32_t cache_type, int n_l
                      int n) {
     if (n <= 0)
         return 0;
-    k_kv_store<<<n, 256, 0, s>>>(cache, cache_type == 1, n_layer, layer, block_tokens, d_kv, x,
+    mesh_launch(k_kv_store, n, 256, 0, s, cache, cache_type == 1, n_layer, layer, block_tokens, d_kv, x,
                                  xs, slot);
     return 0;
 }
@@ -151,6 +155,7 @@ int mesh_cu_kv_store(gpuStream_t s, uint8_t *cache, uint32_t cache_type, int n_l
 // MLA's per-token step before attention (mesh_mla_prep_t): block (t, 0)
 // normalises, ropes and stores token t's kv row; block (t, 1) ropes its q.
 __global__ void k_mla_prep(mesh_cu_mla_prep_t a, s_rope_t rp) {
+    mesh_pdl_begin();
     const int t = blockIdx.x;
     const float ps = (float)a.pos[t];
     if (blockIdx.y == 1) {
@@ -172,12 +177,13 @@ __global__ void k_mla_prep(mesh_cu_mla_prep_t a, s_rope_t rp) {
 int mesh_cu_mla_prep(gpuStream_t s, const mesh_cu_mla_prep_t *a, const mesh_rope_params_t *p) {
     if (a->n <= 0)
         return 0;
-    k_mla_prep<<<dim3((unsigned)a->n, 2), 256, 0, s>>>(*a, s_rope_of(p));
+    mesh_launch(k_mla_prep, dim3((unsigned)a->n, 2), 256, 0, s, *a, s_rope_of(p));
     return 0;
 }
 
 __global__ void k_swiglu(const float *g, int64_t gs, const float *u, int64_t us, float *y,
                          int64_t ys, int width) {
+    mesh_pdl_begin();
     const int t = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < width; i += gridDim.x * blockDim.x) {
         float a = g[(int64_t)t * gs + i];
@@ -190,11 +196,12 @@ int mesh_cu_swiglu(gpuStream_t s, const float *g, int64_t gs, const float *u, in
     if (n <= 0 || width <= 0)
         return 0;
     dim3 grid((width + 255) / 256 < 64 ? (width + 255) / 256 : 64, n);
-    k_swiglu<<<grid, 256, 0, s>>>(g, gs, u, us, y, ys, width);
+    mesh_launch(k_swiglu, grid, 256, 0, s, g, gs, u, us, y, ys, width);
     return 0;
 }
 
 __global__ void k_add(float *y, int64_t ys, const float *x, int64_t xs, int width) {
+    mesh_pdl_begin();
     const int t = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < width; i += gridDim.x * blockDim.x)
         y[(int64_t)t * ys + i] += x[(int64_t)t * xs + i];
@@ -205,12 +212,13 @@ int mesh_cu_add(gpuStream_t s, float *y, int64_t ys, const float *x, int64_t xs,
     if (n <= 0 || width <= 0)
         return 0;
     dim3 grid((width + 255) / 256 < 64 ? (width + 255) / 256 : 64, n);
-    k_add<<<grid, 256, 0, s>>>(y, ys, x, xs, width);
+    mesh_launch(k_add, grid, 256, 0, s, y, ys, x, xs, width);
     return 0;
 }
 
 __global__ void k_copy_rows(const float *x, int64_t xs, const int32_t *idx, float *y, int64_t ys,
                             int width) {
+    mesh_pdl_begin();
     const int j = blockIdx.x;
     const float *src = x + (int64_t)idx[j] * xs;
     float *dst = y + (int64_t)j * ys;
@@ -222,6 +230,6 @@ int mesh_cu_copy_rows(gpuStream_t s, const float *x, int64_t xs, const int32_t *
                       float *y, int64_t ys, int width) {
     if (n <= 0)
         return 0;
-    k_copy_rows<<<n, 256, 0, s>>>(x, xs, idx, y, ys, width);
+    mesh_launch(k_copy_rows, n, 256, 0, s, x, xs, idx, y, ys, width);
     return 0;
 }
