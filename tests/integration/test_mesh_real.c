@@ -483,6 +483,11 @@ static void test_sigterm_drains(void **st) {
     int status = mh_stop(s_nodes[0].pid, SIGTERM);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+    // It left on the coordinator's Pong to its goodbye Ping (node/README.md).
+    char log[400];
+    snprintf(log, sizeof log, "%s/slow.log", s_m.dir);
+    assert_true(mh_file_has(log, "drained, exiting"));
+    assert_false(mh_file_has(log, "did not confirm"));
 }
 
 int main(void) {

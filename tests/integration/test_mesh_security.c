@@ -181,7 +181,7 @@ static void test_node_protocol_faults(void **st) {
     char npub[64];
     mh_mesh_node_key(&s_m, "target", npub, sizeof npub);
     int port = mh_free_port();
-    s_node("target", port, kp.pub);
+    pid_t node = s_node("target", port, kp.pub);
     void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
     int zero = 0, tmo = 3000;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
@@ -312,12 +312,37 @@ static void test_node_protocol_faults(void **st) {
     assert_int_equal(in->kind_case, MESH__ENVELOPE__KIND_PONG);
     assert_int_equal(in->pong->nonce, 42);
     mesh_wire_free(&in);
+    // SIGTERM with nothing running: the node says it drains, then asks us
+    // for a Pong (proof that its last replies arrived) before it exits.
+    kill(node, SIGTERM);
+    uint64_t nonce = 0;
+    for (;;) {
+        n = zmq_recv(s, buf, sizeof buf, 0);
+        assert_true(n > 0);
+        assert_int_equal(mesh_wire_unpack(buf, (size_t)n, &in, err, sizeof err), 0);
+        int kind = in->kind_case;
+        if (kind == MESH__ENVELOPE__KIND_CAPABILITIES)
+            assert_true(in->capabilities->draining);
+        else if (kind == MESH__ENVELOPE__KIND_PING)
+            nonce = in->ping->nonce;
+        else
+            assert_int_equal(kind, MESH__ENVELOPE__KIND_HEARTBEAT);
+        mesh_wire_free(&in);
+        if (kind == MESH__ENVELOPE__KIND_PING)
+            break;
+    }
+    assert_int_equal(mesh_wire_send_ping(s, NULL, 0, 1, nonce), 0);
+    int status = mh_stop(node, SIGTERM);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
     zmq_close(s);
     zmq_ctx_term(ctx);
     char log[400];
     snprintf(log, sizeof log, "%s/target.log", s_m.dir);
     assert_true(mh_file_has(log, "malformed envelope"));
     assert_true(mh_file_has(log, "newer than ours"));
+    assert_true(mh_file_has(log, "drained, exiting"));
+    assert_false(mh_file_has(log, "did not confirm")); // it left on our Pong
 }
 
 static void test_node_config_file(void **st) {
