@@ -217,13 +217,13 @@ int mesh_cu_matmul2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b)
 #define S_GO(T)                                                                                   \
     do {                                                                                          \
         if (fuse && nt == 1)                                                                      \
-            mesh_launch(k_mv<T, true, 1>, grid, blk, 0, s, P);                                             \
+            mesh_launch(k_mv<T, true, 1>, grid, blk, 0, s, P);                                    \
         else if (fuse)                                                                            \
-            mesh_launch(k_mv<T, true, 8>, grid, blk, 0, s, P);                                             \
+            mesh_launch(k_mv<T, true, 8>, grid, blk, 0, s, P);                                    \
         else if (nt == 1)                                                                         \
-            mesh_launch(k_mv<T, false, 1>, grid, blk, 0, s, P);                                            \
+            mesh_launch(k_mv<T, false, 1>, grid, blk, 0, s, P);                                   \
         else                                                                                      \
-            mesh_launch(k_mv<T, false, 8>, grid, blk, 0, s, P);                                            \
+            mesh_launch(k_mv<T, false, 8>, grid, blk, 0, s, P);                                   \
     } while (0)
         CU_TYPE_SWITCH(a->type, S_GO)
 #undef S_GO

@@ -859,9 +859,9 @@ int mesh_cu_mmq2(gpuStream_t s, const mesh_cu_mm_t *a, const mesh_cu_mm_t *b) {
 #define S_GO(T)                                                                                   \
     do {                                                                                          \
         if (fuse)                                                                                 \
-            mesh_launch(k_mmq_pre<T, true, 4>, grid, blk, 0, s, P);                                        \
+            mesh_launch(k_mmq_pre<T, true, 4>, grid, blk, 0, s, P);                               \
         else                                                                                      \
-            mesh_launch(k_mmq_pre<T, false, 8>, grid, blk, 0, s, P);                                       \
+            mesh_launch(k_mmq_pre<T, false, 8>, grid, blk, 0, s, P);                              \
     } while (0)
         MQ_TYPE_SWITCH(a->type, S_GO)
 #undef S_GO

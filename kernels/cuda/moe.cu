@@ -211,6 +211,7 @@ int mesh_cu_moe_combine_add_rms(gpuStream_t s, float *out, const float *ys, cons
                                 float eps) {
     if (n <= 0)
         return 0;
-    mesh_launch(k_combine_add_rms, n, 256, 0, s, out, ys, yg, slot, wsel, D, K, y, yst, nout, nst, w, eps);
+    mesh_launch(k_combine_add_rms, n, 256, 0, s, out, ys, yg, slot, wsel, D, K, y, yst, nout, nst,
+                w, eps);
     return 0;
 }

@@ -147,8 +147,8 @@ int mesh_cu_kv_store(gpuStream_t s, uint8_t *cache, uint32_t cache_type, int n_l
                      int n) {
     if (n <= 0)
         return 0;
-    mesh_launch(k_kv_store, n, 256, 0, s, cache, cache_type == 1, n_layer, layer, block_tokens, d_kv, x,
-                                 xs, slot);
+    mesh_launch(k_kv_store, n, 256, 0, s, cache, cache_type == 1, n_layer, layer, block_tokens,
+                d_kv, x, xs, slot);
     return 0;
 }
 

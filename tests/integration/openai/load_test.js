@@ -95,7 +95,7 @@ async function main() {
     assert(g1 <= slack || g2 <= slack,
            `${k} memory grew in both phases: ${g1} and ${g2} KiB (slack ${slack.toFixed(0)})`);
   }
-  console.log(`PASS: ${streams} concurrent streams (${CLIENTS} at a time) well formed; memory back to its level`);
+  console.log(`PASS: ${streams} concurrent streams (${CLIENTS} at a time) well formed; memory did not grow with the load`);
 }
 
 main().catch((e) => {
